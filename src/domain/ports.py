@@ -1,0 +1,73 @@
+"""The ports: what the application layer needs from the outside world, as protocols.
+
+The domain decides; adapters behind these ports act. Each port has a Juju/Pebble adapter used
+in the deployed charm and a local adapter (real processes on this machine) or an
+``ops.testing`` simulation used in tests, so the same ``PeerSyncService`` runs behind all of
+them.
+"""
+
+from typing import Protocol
+
+
+class WorkloadUnavailable(Exception):
+    """The workload (the pgbouncer container, or local processes) cannot be reached now.
+
+    Adapters raise it instead of their framework's errors so the application layer can defer
+    or report a status without knowing which adapter it talks to. The message is safe to show.
+    """
+
+
+class WorkloadPort(Protocol):
+    """The pgbouncer workload of one unit: its two files and its processes."""
+
+    def is_reachable(self) -> bool:
+        """Whether the workload answers now (Pebble's can_connect)."""
+        ...
+
+    def read_cfg(self) -> str | None:
+        """The main pgbouncer.ini text, or None when the file is not there."""
+        ...
+
+    def read_auth(self) -> str | None:
+        """The auth file text, or None when the file is not there."""
+        ...
+
+    def write_cfg(self, content: str) -> None:
+        """Write pgbouncer.ini (and the per-process copies derived from it) atomically."""
+        ...
+
+    def write_auth(self, content: str) -> None:
+        """Write the auth file atomically, owned by the pgbouncer user, mode 0600."""
+        ...
+
+    def remove_auth(self) -> None:
+        """Remove the auth file if it is there."""
+        ...
+
+    def reload(self) -> None:
+        """Make every pgbouncer process re-read its files without dropping clients (SIGHUP).
+
+        Processes that are not running yet are started instead.
+        """
+        ...
+
+    def restart(self) -> None:
+        """Stop and start every pgbouncer process (for restart-only settings)."""
+        ...
+
+
+class SecretStorePort(Protocol):
+    """The peer secret store: the auth file and the client relations' passwords.
+
+    Keys are the contract's: ``auth_file`` and ``relation_id_<N>``. One adapter keeps them in
+    a Juju application secret, the other in the peer application databag (Juju without
+    secrets).
+    """
+
+    def read(self) -> dict[str, str]:
+        """Every key the store holds now (empty when the store does not exist yet)."""
+        ...
+
+    def update(self, changes: dict[str, str | None]) -> None:
+        """Set the given keys; a value of None removes the key. Leader only."""
+        ...
