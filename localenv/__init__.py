@@ -1,0 +1,6 @@
+"""Real local processes for the integration tests and the demo (not charm code).
+
+``PostgresCluster`` starts a throwaway PostgreSQL server; ``net`` finds free ports and waits for
+listeners; ``binaries`` locates Debian's PostgreSQL programs. The pgbouncer processes themselves
+are run by the charm's local workload adapter, ``adapters.local.workload.LocalWorkload``.
+"""

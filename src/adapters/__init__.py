@@ -1,0 +1,1 @@
+"""Adapters: the ports of ``domain.ports`` carried out by Juju, Pebble or local processes."""

@@ -1,0 +1,482 @@
+"""The workload port with real pgbouncer processes on this machine.
+
+The model
+---------
+In the deployed charm the workload is the ``pgbouncer`` container: its files live under
+``/var/lib/postgresql/pgbouncer`` (``domain.pgb_config.PGB_DIR``) and Pebble runs one pgbouncer
+process per CPU core. ``LocalWorkload`` is that container on this machine:
+
+- the container folder maps to a local ``base_dir``: ``pgbouncer.ini`` and ``userlist.txt`` are
+  ``base_dir/pgbouncer.ini`` and ``base_dir/userlist.txt``, written atomically (a temporary file
+  in the same folder, owned by the workload user, mode 0600, renamed over the old one), so a
+  pgbouncer reading at any moment sees the old file or the new one, never half of one;
+- one pgbouncer process per instance ``i`` (``processes`` of them) runs in the foreground from
+  its own copy of the config, ``per_process_dir(i, base_dir)/pgbouncer.ini``, derived from the
+  main file by ``per_process_config``: the copies differ only in their pidfile, logfile and
+  unix socket folder, and all share ``listen_port`` through ``so_reuseport``;
+- ``reload()`` is SIGHUP to every running process (pgbouncer re-reads its config and auth file
+  and keeps its clients); a process that is not running is started instead;
+- ``restart()`` is what Pebble does to restart a service: SIGTERM (pgbouncer's immediate
+  shutdown), a wait for the process to exit (SIGKILL after ``stop_timeout``), then a new start.
+  Settings pgbouncer cannot change online, such as ``listen_port``, need it.
+
+``base_dir`` is created if missing and, like the instance folders, given mode 0700. When this
+process is root, files and folders are owned by ``owner`` (the contract's ``postgres``), who
+must be able to reach ``base_dir`` (checked up front: pgbouncer re-reads its files as that
+user), and pgbouncer, started as root, switches to the ``user`` its config names, as it does
+in the container. When not root, files keep the current user as owner, and the config's
+``user`` must be that same user (pgbouncer cannot switch and refuses to start).
+
+A start waits until the process accepts connections on its unix socket and, when the config
+has a ``listen_addr``, holds a listening TCP socket on ``listen_port`` (looked up in /proc for
+that very process: pgbouncer only warns when it cannot bind an address and runs on without
+it). A process that exits, comes up without listening, or does not listen within
+``start_timeout`` is stopped, and ``PgbouncerStartFailed`` carries the end of its log; it is a
+``WorkloadUnavailable``, so the application layer treats it as a workload it cannot use now.
+Each start truncates ``instance_<i>/console.log``, the process's own stdout and stderr (the
+same lines as its logfile, plus errors from before the logfile is open).
+
+The counters ``signals_sent`` (every signal sent to a pgbouncer process: SIGHUP, SIGTERM,
+SIGKILL) and ``starts`` (processes started) let tests and benchmarks tell a reload from a
+restart. Processes still running when the object is garbage collected or the interpreter
+exits are terminated, so a failed test leaves no pgbouncer behind.
+"""
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+from types import TracebackType
+
+from domain.pgb_config import (
+    parse_pgb_ini,
+    per_process_config,
+    per_process_dir,
+    render_pgb_ini,
+)
+from domain.ports import WorkloadUnavailable
+
+CFG_NAME = "pgbouncer.ini"
+AUTH_NAME = "userlist.txt"
+# What the process writes to stdout/stderr (the log lines, and errors from before the logfile
+# is open), truncated at each start of that instance.
+CONSOLE_NAME = "console.log"
+
+
+class PgbouncerStartFailed(WorkloadUnavailable):
+    """A pgbouncer process exited or did not listen in time; the message ends with its log."""
+
+
+def find_pgbouncer() -> str:
+    """The path of the pgbouncer program, with a clear message when it is not installed."""
+    found = shutil.which("pgbouncer")
+    if found is None and os.access("/usr/sbin/pgbouncer", os.X_OK):
+        found = "/usr/sbin/pgbouncer"
+    if found is None:
+        raise FileNotFoundError(
+            "pgbouncer is not installed: install it with `apt-get install pgbouncer` "
+            "(or run scripts/setup.sh)"
+        )
+    return found
+
+
+class _Instance:
+    """Where one pgbouncer process keeps its config, socket and logs."""
+
+    def __init__(self, index: int, base_dir: str) -> None:
+        self.index = index
+        self.dir = per_process_dir(index, base_dir)
+        self.cfg_path = os.path.join(self.dir, CFG_NAME)
+        self.console_path = os.path.join(self.dir, CONSOLE_NAME)
+
+
+class LocalWorkload:
+    """``domain.ports.WorkloadPort`` with real pgbouncer processes under ``base_dir``."""
+
+    def __init__(
+        self,
+        base_dir: str,
+        processes: int = 2,
+        owner: str = "postgres",
+        *,
+        pgbouncer_bin: str | None = None,
+        start_timeout: float = 10.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, not {processes}")
+        self.base_dir = os.path.abspath(base_dir)
+        self.processes = processes
+        self.owner = owner
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.signals_sent = 0
+        self.starts = 0
+        self._bin = pgbouncer_bin or find_pgbouncer()
+        self._ids = _owner_ids(owner)
+        self._reachable = True
+        self._instances = [_Instance(i, self.base_dir) for i in range(processes)]
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._finalizer = weakref.finalize(self, _terminate, self._procs)
+        os.makedirs(self.base_dir, exist_ok=True)
+        self._own(self.base_dir, 0o700)
+        if self._ids is not None:
+            _check_reachable_by(self._ids, owner, os.path.dirname(self.base_dir))
+
+    # -- reachability -----------------------------------------------------------------------
+
+    def is_reachable(self) -> bool:
+        return self._reachable
+
+    def set_reachable(self, reachable: bool) -> None:
+        """Make every port method but ``is_reachable`` fail as an unreachable container would."""
+        self._reachable = reachable
+
+    def _check_reachable(self) -> None:
+        if not self._reachable:
+            raise WorkloadUnavailable(f"the local workload in {self.base_dir} is unreachable")
+
+    # -- files -------------------------------------------------------------------------------
+
+    @property
+    def cfg_path(self) -> str:
+        return os.path.join(self.base_dir, CFG_NAME)
+
+    @property
+    def auth_path(self) -> str:
+        return os.path.join(self.base_dir, AUTH_NAME)
+
+    def instance_dir(self, index: int) -> str:
+        """The folder of process ``index``: its config copy, pidfile, log and unix socket."""
+        return self._instances[index].dir
+
+    def read_cfg(self) -> str | None:
+        self._check_reachable()
+        return _read(self.cfg_path)
+
+    def read_auth(self) -> str | None:
+        self._check_reachable()
+        return _read(self.auth_path)
+
+    def write_cfg(self, content: str) -> None:
+        """Write pgbouncer.ini and every per-process copy; InvalidPgbConfig writes nothing."""
+        self._check_reachable()
+        cfg = parse_pgb_ini(content)
+        copies = [
+            render_pgb_ini(per_process_config(cfg, instance.index, self.base_dir))
+            for instance in self._instances
+        ]
+        self._write(self.cfg_path, content)
+        for instance, text in zip(self._instances, copies, strict=True):
+            os.makedirs(instance.dir, exist_ok=True)
+            self._own(instance.dir, 0o700)
+            self._write(instance.cfg_path, text)
+
+    def write_auth(self, content: str) -> None:
+        self._check_reachable()
+        self._write(self.auth_path, content)
+
+    def remove_auth(self) -> None:
+        self._check_reachable()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.auth_path)
+
+    def _write(self, path: str, content: str) -> None:
+        folder, name = os.path.split(path)
+        fd, tmp_path = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                if self._ids is not None:
+                    os.fchown(file.fileno(), *self._ids)
+                os.fchmod(file.fileno(), 0o600)
+                file.write(content)
+            os.replace(tmp_path, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_path)
+            raise
+
+    def _own(self, path: str, mode: int) -> None:
+        if self._ids is not None:
+            os.chown(path, *self._ids)
+        os.chmod(path, mode)
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def pids(self) -> list[int | None]:
+        """The pid of each instance's process, None where none is running."""
+        return [
+            proc.pid if (proc := self._procs.get(i)) is not None and proc.poll() is None else None
+            for i in range(self.processes)
+        ]
+
+    def reload(self) -> None:
+        """SIGHUP every running process; start those that are not running."""
+        self._check_reachable()
+        to_start = []
+        for instance in self._instances:
+            proc = self._procs.get(instance.index)
+            if proc is not None and proc.poll() is None:
+                self._signal(proc, signal.SIGHUP)
+            else:
+                to_start.append(instance)
+        self._start(to_start)
+
+    def restart(self) -> None:
+        """Stop every process as Pebble does (SIGTERM, then SIGKILL) and start them again."""
+        self._check_reachable()
+        self._stop_all()
+        self._start(self._instances)
+
+    def stop(self) -> None:
+        """Stop every process (works even when set unreachable: it is for cleanup)."""
+        self._stop_all()
+
+    def __enter__(self) -> "LocalWorkload":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _signal(self, proc: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+        proc.send_signal(signum)
+        self.signals_sent += 1
+
+    def _stop_all(self) -> None:
+        running = [proc for proc in self._procs.values() if proc.poll() is None]
+        for proc in running:
+            self._signal(proc, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait()
+        self._procs.clear()
+
+    def _start(self, instances: list[_Instance]) -> None:
+        """Start the given instances together, then wait until each one listens."""
+        for instance in instances:
+            if not os.path.isfile(instance.cfg_path):
+                raise PgbouncerStartFailed(
+                    f"pgbouncer instance {instance.index} has no config "
+                    f"({instance.cfg_path}): write pgbouncer.ini first"
+                )
+        waiting = []
+        for instance in instances:
+            settings = _Settings(instance.cfg_path)
+            with open(instance.console_path, "wb") as console:
+                proc = subprocess.Popen(
+                    [self._bin, instance.cfg_path],
+                    stdin=subprocess.DEVNULL,
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    cwd=instance.dir,
+                    start_new_session=True,
+                )
+            self._procs[instance.index] = proc
+            self.starts += 1
+            waiting.append((instance, settings, proc))
+        deadline = time.monotonic() + self.start_timeout
+        failures = [
+            failure
+            for instance, settings, proc in waiting
+            if (failure := self._wait_listening(instance, settings, proc, deadline))
+        ]
+        if failures:
+            raise PgbouncerStartFailed("\n".join(failures))
+
+    def _wait_listening(
+        self,
+        instance: _Instance,
+        settings: "_Settings",
+        proc: subprocess.Popen[bytes],
+        deadline: float,
+    ) -> str | None:
+        """None once the process listens where its config says; else stop it, say why.
+
+        pgbouncer only warns when it cannot listen on one of its addresses (the TCP port is
+        taken by a program without ``so_reuseport``, say) and runs on with the others, so the
+        TCP listener is checked for this very process, not by connecting to the port.
+        """
+        while True:
+            code = proc.poll()
+            if code is not None:
+                reason = f"exited with code {code}"
+                break
+            if settings.listening(proc.pid):
+                return None
+            if _is_up(instance.console_path):
+                # pgbouncer logs "process up" after trying every address: it will not listen.
+                reason = f"started but does not listen on {settings.where()}"
+                break
+            if time.monotonic() >= deadline:
+                reason = f"did not listen on {settings.where()} within {self.start_timeout:g}s"
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            self._signal(proc, signal.SIGKILL)
+            proc.wait()
+        self._procs.pop(instance.index, None)
+        return f"pgbouncer instance {instance.index} ({instance.cfg_path}) {reason}\n" + _log_tail(
+            settings.logfile, instance.console_path
+        )
+
+
+class _Settings:
+    """The few settings of a per-process config that starting and waiting need."""
+
+    def __init__(self, cfg_path: str) -> None:
+        with open(cfg_path, encoding="utf-8") as file:
+            cfg = parse_pgb_ini(file.read())
+        self.port = int(cfg.setting("listen_port") or "6432")
+        # pgbouncer's defaults: no TCP address, the unix socket in /tmp ("" disables it).
+        self.listen_addr = cfg.setting("listen_addr") or ""
+        socket_dir = cfg.setting("unix_socket_dir")
+        self.socket_dir = "/tmp" if socket_dir is None else socket_dir
+        self.logfile = cfg.setting("logfile") or ""
+
+    @property
+    def socket_path(self) -> str:
+        return os.path.join(self.socket_dir, f".s.PGSQL.{self.port}")
+
+    def where(self) -> str:
+        places = []
+        if self.listen_addr:
+            places.append(f"TCP {self.listen_addr} port {self.port}")
+        if self.socket_dir:
+            places.append(self.socket_path)
+        return " and ".join(places) or "no address (listen_addr and unix_socket_dir are empty)"
+
+    def listening(self, pid: int) -> bool:
+        """Whether process ``pid`` accepts on its unix socket and listens on its TCP port."""
+        if self.socket_dir:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(0.5)
+                    sock.connect(self.socket_path)
+            except OSError:
+                return False
+        return not self.listen_addr or _listens_on_tcp(pid, self.port)
+
+
+def _listens_on_tcp(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening TCP socket on ``port`` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as file:
+                next(file, None)
+                for line in file:
+                    fields = line.split()
+                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except FileNotFoundError:
+            continue
+    if not inodes:
+        return False
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        links = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+    except OSError:
+        return False
+    return any(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+
+
+def _is_up(console_path: str) -> bool:
+    try:
+        with open(console_path, encoding="utf-8", errors="replace") as file:
+            return " process up: " in file.read()
+    except OSError:
+        return False
+
+
+def _owner_ids(owner: str) -> tuple[int, int] | None:
+    """The uid and gid files get when this process can give them away (root), else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise ValueError(f"the workload user {owner!r} does not exist on this machine") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _check_reachable_by(ids: tuple[int, int], owner: str, folder: str) -> None:
+    """Fail early when ``owner`` cannot get to ``folder``: pgbouncer, running as that user,
+    could not re-read its files on SIGHUP (it would only log the error and keep the old
+    config)."""
+    uid, gid = ids
+    groups = set(os.getgrouplist(owner, gid))
+    path = folder
+    while True:
+        st = os.stat(path)
+        if st.st_uid == uid:
+            allowed = st.st_mode & 0o100
+        elif st.st_gid in groups:
+            allowed = st.st_mode & 0o010
+        else:
+            allowed = st.st_mode & 0o001
+        if not allowed:
+            raise ValueError(
+                f"the workload user {owner!r} cannot enter {path}, so pgbouncer could not "
+                f"read its files: choose a base_dir {owner!r} can reach (not under a "
+                "private temporary folder)"
+            )
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+
+
+def _tail(path: str, lines: int) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return "".join(file.readlines()[-lines:]).rstrip("\n")
+    except OSError:
+        return None
+
+
+def _log_tail(logfile: str, console_path: str, lines: int = 8) -> str:
+    parts = []
+    if logfile and (text := _tail(logfile, lines)):
+        parts.append(f"last lines of {logfile}:\n{text}")
+    console = _tail(console_path, lines)
+    if console and (not parts or console not in parts[0]):
+        parts.append(f"its output ({console_path}):\n{console}")
+    return "\n".join(parts) or "(pgbouncer wrote no log)"
+
+
+def _terminate(procs: dict[int, "subprocess.Popen[bytes]"]) -> None:
+    """Kill what a forgotten LocalWorkload left running (garbage collection, interpreter exit)."""
+    running = [proc for proc in procs.values() if proc.poll() is None]
+    for proc in running:
+        proc.terminate()
+    for proc in running:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    procs.clear()
