@@ -1,0 +1,117 @@
+"""What the ``pgb-peers`` relation holds, as typed values.
+
+The relation has three places (the seed's "Expected Interface", made exact by the contract):
+
+- the application databag, written by the leader only: ``cfg_file`` (the leader's whole
+  rendered pgbouncer.ini) and ``leader_hostname``;
+- the secret store, written by the leader only: ``auth_file`` and one ``relation_id_<N>``
+  password per client relation. It is a Juju secret where Juju has them, else the application
+  databag under the same keys; ``StoreContents`` is what either one holds;
+- each unit's databag: its ``hostname`` and its apply acknowledgement (the digests of the
+  config and auth file it has applied, and whether the apply succeeded).
+
+The Juju adapter reads these from string maps with cattrs; here they are plain values. A value
+that is absent is ``None``, never an empty string, so "not published yet" cannot be confused
+with "published empty".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import attrs
+
+CFG_FILE_KEY = "cfg_file"
+LEADER_HOSTNAME_KEY = "leader_hostname"
+AUTH_FILE_KEY = "auth_file"
+RELATION_PASSWORD_PREFIX = "relation_id_"
+HOSTNAME_KEY = "hostname"
+APPLIED_CFG_KEY = "applied_cfg_digest"
+APPLIED_AUTH_KEY = "applied_auth_digest"
+APPLY_OK_KEY = "apply_ok"
+
+NO_FILE_DIGEST = "none"
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
+_DIGEST = re.compile(r"none|[0-9a-f]{16}")
+
+
+def content_digest(text: str | None) -> str:
+    """A short, stable fingerprint of a file's content (``none`` when there is no file).
+
+    SHA-256 truncated to 64 bits: enough to tell versions apart, and one-way, so publishing
+    the auth file's digest in a plain databag reveals nothing of its secrets.
+    """
+    if text is None:
+        return NO_FILE_DIGEST
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def relation_password_key(relation_id: int) -> str:
+    return f"{RELATION_PASSWORD_PREFIX}{relation_id}"
+
+
+def is_valid_hostname(value: str) -> bool:
+    return _HOSTNAME.fullmatch(value) is not None
+
+
+def _hostname(
+    _instance: object, attribute: attrs.Attribute[str | None], value: str | None
+) -> None:
+    if value is not None and not is_valid_hostname(value):
+        raise ValueError(f"{attribute.name}: {value!r} is not a DNS hostname")
+
+
+def _digest(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if _DIGEST.fullmatch(value) is None:
+        raise ValueError(f"{attribute.name}: not a content digest")
+
+
+@attrs.frozen
+class AppPeerData:
+    """The plain part of the application databag."""
+
+    cfg_file: str | None = None
+    leader_hostname: str | None = attrs.field(default=None, validator=_hostname)
+
+
+@attrs.frozen
+class StoreContents:
+    """What the peer secret store holds: the auth file and the client relations' passwords."""
+
+    auth_file: str | None = attrs.field(default=None, repr=False)
+    passwords: tuple[tuple[int, str], ...] = attrs.field(default=(), repr=False)
+
+    def password(self, relation_id: int) -> str | None:
+        return dict(self.passwords).get(relation_id)
+
+
+@attrs.frozen
+class Acknowledgement:
+    """What a unit has applied: the digests of its two files, and whether the apply worked.
+
+    ``ok`` is False when the unit refused what the leader published (invalid peer data) or
+    could not write it; the digests then name the files it still runs with.
+    """
+
+    cfg_digest: str = attrs.field(validator=_digest)
+    auth_digest: str = attrs.field(validator=_digest)
+    ok: bool
+
+    @classmethod
+    def of(cls, cfg: str | None, auth: str | None, ok: bool) -> Acknowledgement:
+        return cls(content_digest(cfg), content_digest(auth), ok)
+
+    def matches(self, cfg: str | None, auth: str | None) -> bool:
+        return self.ok and (self.cfg_digest, self.auth_digest) == (
+            content_digest(cfg),
+            content_digest(auth),
+        )
+
+
+@attrs.frozen
+class UnitPeerData:
+    """One unit's databag."""
+
+    hostname: str | None = attrs.field(default=None, validator=_hostname)
+    ack: Acknowledgement | None = None

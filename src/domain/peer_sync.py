@@ -1,0 +1,414 @@
+"""PeerSyncService: the ``pgb-peers`` flowcharts as a pure function of what a unit sees.
+
+Model. Each hook, the application layer gathers a ``PeerView`` (is this unit the leader, its
+hostname, the application databag, the secret store, its own unit databag, the two files in
+its container, whether the backend has delivered credentials, the charm config) and calls the
+method named for the event. The method returns the ordered list of effects (see
+``domain.effects``) and touches nothing itself.
+
+The two roles, as the seed's flowcharts and the contract give them:
+
+- The leader's container is the source of truth. Before anything else it restores a file that
+  is missing (a rescheduled pod) from what it published earlier. It then publishes
+  ``cfg_file`` and ``leader_hostname`` and, once the backend is ready, the auth file into the
+  secret store. With no config at all it defers (peer hooks) or renders the initial one from
+  the charm config (pebble-ready, leader-elected, config-changed).
+- A follower adopts what the leader published: a *valid* ``cfg_file`` and a *valid* auth file
+  are written where they differ from its container; then one ``Reload`` (or ``Restart`` when a
+  restart-only setting changed, or when nothing ran yet). Invalid peer data is never written;
+  the follower keeps its last good files and reports why.
+
+Every method is idempotent: on a repeat of the same inputs it returns no write, no publish and
+no reload, only what is still missing. Effects are emitted only where they change something,
+so a quiet hook costs no hook tool call and no Pebble write.
+
+| event                   | follower                     | leader                                 |
+|-------------------------|------------------------------|----------------------------------------|
+| relation-created        | hostname, return             | hostname; cfg? else defer; publish;    |
+|                         |                              | backend ready? else defer; store auth  |
+| relation-joined/changed | hostname, clients, adopt     | hostname, clients; cfg? else defer;    |
+|                         |                              | publish cfg and leader hostname        |
+| secret-changed          | adopt                        | publish                                |
+| relation-departed       | clients, adopt; leader gone? | clients; publish leader hostname       |
+| leader-elected          | (not sent to followers)      | render if none; publish; clients       |
+| pebble-ready            | adopt; start                 | render if none; publish; start         |
+| config-changed          | adopt                        | re-render from charm config; publish   |
+| update-status           | adopt                        | publish                                |
+"""
+
+import attrs
+
+from domain.auth_file import parse_auth_file
+from domain.charm_config import CharmConfig, apply_charm_config, initial_config
+from domain.effects import (
+    Acknowledge,
+    Defer,
+    Effect,
+    PublishCfg,
+    PublishLeaderHostname,
+    RefreshClientRelations,
+    Reload,
+    Report,
+    Restart,
+    SetHostname,
+    StoreAuth,
+    WriteAuth,
+    WriteCfg,
+)
+from domain.errors import InvalidInput
+from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.pgb_config import ChangeKind, PgbConfig, change_kind, parse_pgb_ini, render_pgb_ini
+from domain.status import Severity, StatusReason
+
+NOT_REACHABLE = "waiting for the pgbouncer container (Pebble is not reachable)"
+NO_CONFIG = "no pgbouncer config yet"
+BACKEND_NOT_READY = "backend database not ready: no auth file yet"
+WAITING_FOR_LEADER_CFG = "waiting for the leader to publish pgbouncer.ini"
+
+
+@attrs.frozen
+class WorkloadFiles:
+    """The two files as they are in this unit's container (None: the file is not there)."""
+
+    cfg: str | None = attrs.field(default=None, repr=False)
+    auth: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class PeerView:
+    """Everything one unit sees in one hook, as plain values."""
+
+    is_leader: bool
+    hostname: str
+    app: AppPeerData = AppPeerData()
+    store: StoreContents = StoreContents()
+    own: UnitPeerData = UnitPeerData()
+    # None when the container cannot be reached: nothing can be read or written there.
+    workload: WorkloadFiles | None = WorkloadFiles()
+    # The backend-database relation has delivered credentials. "The backend is ready" (the
+    # contract) is that plus the auth file being in the container.
+    backend_credentials: bool = False
+    # Hostnames the other live units wrote in their unit databags.
+    peer_hostnames: tuple[str, ...] = ()
+    # The charm's options; None when they are invalid (the app layer reports which one).
+    charm: CharmConfig | None = CharmConfig()
+    # pgbouncer processes on this unit: pool sizes are divided among them.
+    processes: int = 1
+
+
+class PeerSyncService:
+    """One method per event; each returns the ordered effects for that event."""
+
+    # --- the seed's flowcharts -------------------------------------------------------------
+
+    def on_relation_created(self, view: PeerView) -> list[Effect]:
+        plan = _Plan(view)
+        plan.save_hostname()
+        if not view.is_leader:
+            return plan.done()
+        files = plan.leader_files()
+        if files is None:
+            return plan.defer(NOT_REACHABLE)
+        if files.cfg is None:
+            return plan.defer(NO_CONFIG)
+        plan.publish_cfg(files.cfg)
+        if not (view.backend_credentials and files.auth is not None):
+            plan.acknowledge(files, ok=True)
+            return plan.defer(BACKEND_NOT_READY)
+        plan.store_auth(files.auth)
+        plan.acknowledge(files, ok=True)
+        return plan.done()
+
+    def on_relation_changed(self, view: PeerView) -> list[Effect]:
+        plan = _Plan(view)
+        plan.save_hostname()
+        plan.effects.append(RefreshClientRelations())
+        if not view.is_leader:
+            plan.follow()
+            return plan.done()
+        files = plan.leader_files()
+        if files is None:
+            return plan.defer(NOT_REACHABLE)
+        if files.cfg is None:
+            return plan.defer(NO_CONFIG)
+        plan.publish_cfg(files.cfg)
+        plan.publish_hostname()
+        plan.acknowledge(files, ok=True)
+        return plan.done()
+
+    on_relation_joined = on_relation_changed
+
+    # --- the contract's other events ----------------------------------------------------
+
+    def on_secret_changed(self, view: PeerView) -> list[Effect]:
+        plan = _Plan(view)
+        if view.is_leader:
+            plan.lead(render_if_missing=False)
+        else:
+            plan.follow()
+        return plan.done()
+
+    def on_relation_departed(self, view: PeerView, departing_hostname: str | None) -> list[Effect]:
+        plan = _Plan(view)
+        plan.effects.append(RefreshClientRelations())
+        if view.is_leader:
+            plan.lead(render_if_missing=False)
+            return plan.done()
+        gone = departing_hostname is not None and departing_hostname == view.app.leader_hostname
+        plan.follow(leader_gone=gone)
+        return plan.done()
+
+    def on_leader_elected(self, view: PeerView) -> list[Effect]:
+        plan = _Plan(view)
+        if not view.is_leader:
+            # Juju sends leader-elected to the new leader only; a stale event is a no-op.
+            return plan.done()
+        plan.save_hostname()
+        plan.lead(render_if_missing=True)
+        plan.effects.append(RefreshClientRelations())
+        return plan.done()
+
+    def on_workload_ready(self, view: PeerView) -> list[Effect]:
+        """pebble-ready: the container (re)started, so no pgbouncer process runs yet."""
+        plan = _Plan(view)
+        plan.save_hostname()
+        files = plan.lead(render_if_missing=True) if view.is_leader else plan.follow()
+        if files is not None and files.cfg is not None:
+            plan.ensure_started()
+        return plan.done()
+
+    def on_config_changed(self, view: PeerView) -> list[Effect]:
+        plan = _Plan(view)
+        if view.is_leader:
+            plan.lead(render_if_missing=True, rerender=True)
+        else:
+            plan.follow()
+        return plan.done()
+
+    def on_update_status(self, view: PeerView) -> list[Effect]:
+        plan = _Plan(view)
+        if view.is_leader:
+            plan.lead(render_if_missing=False)
+        else:
+            plan.follow()
+        return plan.done()
+
+
+# The contract's order (see domain.effects): files before signals, signals before publishing,
+# Defer last. Sorting is stable, so Reports keep the order they were found in.
+_RANK: dict[type, int] = {
+    SetHostname: 0,
+    RefreshClientRelations: 1,
+    WriteCfg: 2,
+    WriteAuth: 3,
+    Reload: 4,
+    Restart: 4,
+    PublishCfg: 5,
+    PublishLeaderHostname: 6,
+    StoreAuth: 7,
+    Acknowledge: 8,
+    Report: 9,
+    Defer: 10,
+}
+
+
+def _stronger(a: ChangeKind, b: ChangeKind) -> ChangeKind:
+    order = (ChangeKind.NONE, ChangeKind.RELOAD, ChangeKind.RESTART)
+    return max(a, b, key=order.index)
+
+
+def _parse_or_none(text: str | None) -> PgbConfig | None:
+    if text is None:
+        return None
+    try:
+        return parse_pgb_ini(text)
+    except InvalidInput:
+        return None
+
+
+@attrs.define
+class _Plan:
+    """The effects of one hook, built step by step by the service's methods."""
+
+    view: PeerView
+    effects: list[Effect] = attrs.Factory(list)
+    pending: ChangeKind = ChangeKind.NONE
+
+    def report(self, severity: Severity, message: str) -> None:
+        self.effects.append(Report(StatusReason(severity, message)))
+
+    def defer(self, reason: str) -> list[Effect]:
+        self.report(Severity.WAITING, reason)
+        self.effects.append(Defer(reason))
+        return self.done()
+
+    def save_hostname(self) -> None:
+        if self.view.own.hostname != self.view.hostname:
+            self.effects.append(SetHostname(self.view.hostname))
+
+    def publish_cfg(self, cfg: str) -> None:
+        if self.view.app.cfg_file == cfg:
+            return
+        try:
+            self.effects.append(PublishCfg(cfg))
+        except InvalidInput as err:
+            self.report(Severity.BLOCKED, f"pgbouncer.ini on the leader is invalid: {err}")
+
+    def publish_hostname(self) -> None:
+        if self.view.app.leader_hostname != self.view.hostname:
+            self.effects.append(PublishLeaderHostname(self.view.hostname))
+
+    def store_auth(self, auth: str) -> None:
+        if self.view.store.auth_file == auth:
+            return
+        try:
+            self.effects.append(StoreAuth(auth))
+        except InvalidInput as err:
+            self.report(Severity.BLOCKED, f"auth file on the leader is invalid: {err}")
+
+    def acknowledge(self, files: WorkloadFiles, ok: bool) -> None:
+        if files.cfg is None and ok:
+            return  # nothing applied yet, nothing refused: nothing to say
+        ack = Acknowledgement.of(files.cfg, files.auth, ok)
+        if self.view.own.ack != ack:
+            self.effects.append(Acknowledge(ack))
+
+    def ensure_started(self) -> None:
+        self.signal(ChangeKind.RESTART)
+
+    def signal(self, kind: ChangeKind) -> None:
+        """Ask for a reload or restart; one hook sends at most one, the stronger."""
+        self.pending = _stronger(self.pending, kind)
+
+    def done(self) -> list[Effect]:
+        """The effects in the contract's order, with at most one Reload or Restart."""
+        effects = list(self.effects)
+        if self.pending is ChangeKind.RESTART:
+            effects.append(Restart())
+        elif self.pending is ChangeKind.RELOAD:
+            effects.append(Reload())
+        return sorted(effects, key=lambda effect: _RANK[type(effect)])
+
+    def adopt(
+        self, current: WorkloadFiles, cfg: str | None, auth: str | None
+    ) -> tuple[WorkloadFiles, bool]:
+        """Write the given published files where they differ from the container.
+
+        Returns the files as they will be and whether everything given was valid. A file
+        that fails validation is not written: the unit keeps its last good one.
+        """
+        ok = True
+        new_cfg, new_auth = current.cfg, current.auth
+        kind = self._unapplied(current)
+        if cfg is not None and cfg != current.cfg:
+            try:
+                parsed = parse_pgb_ini(cfg)
+                self.effects.append(WriteCfg(cfg))
+            except InvalidInput as err:
+                ok = False
+                self.report(Severity.WAITING, f"invalid cfg_file from the leader: {err}")
+            else:
+                new_cfg = cfg
+                kind = _stronger(kind, change_kind(_parse_or_none(current.cfg), parsed))
+        if auth is not None and auth != current.auth:
+            try:
+                parse_auth_file(auth)
+                self.effects.append(WriteAuth(auth))
+            except InvalidInput as err:
+                ok = False
+                self.report(Severity.WAITING, f"invalid auth file from the leader: {err}")
+            else:
+                new_auth = auth
+                if kind is ChangeKind.NONE:
+                    kind = ChangeKind.RELOAD
+        # Without a config no pgbouncer can run, so there is nothing to signal yet.
+        if new_cfg is not None:
+            self.signal(kind)
+        return WorkloadFiles(new_cfg, new_auth), ok
+
+    def _unapplied(self, current: WorkloadFiles) -> ChangeKind:
+        """RELOAD when the files on disk are not the ones this unit acknowledged running.
+
+        The acknowledgement is written only after the signal went through, so a hook that
+        wrote the files and then lost Pebble leaves this trace; the next hook reloads.
+        """
+        ack = self.view.own.ack
+        if ack is None or current.cfg is None:
+            return ChangeKind.NONE
+        on_disk = Acknowledgement.of(current.cfg, current.auth, ack.ok)
+        if (ack.cfg_digest, ack.auth_digest) == (on_disk.cfg_digest, on_disk.auth_digest):
+            return ChangeKind.NONE
+        return ChangeKind.RELOAD
+
+    def leader_files(self) -> WorkloadFiles | None:
+        """The leader's files after restoring any that is missing from what it published."""
+        current = self.view.workload
+        if current is None:
+            return None
+        files, _ok = self.adopt(
+            current,
+            self.view.app.cfg_file if current.cfg is None else None,
+            self.view.store.auth_file if current.auth is None else None,
+        )
+        return files
+
+    def lead(self, render_if_missing: bool, rerender: bool = False) -> WorkloadFiles | None:
+        """The leader outside the seed's hooks: restore, (re-)render, publish, acknowledge."""
+        view = self.view
+        files = self.leader_files()
+        if files is None:
+            self.report(Severity.WAITING, NOT_REACHABLE)
+            return None
+        if view.charm is not None and (rerender or (render_if_missing and files.cfg is None)):
+            files = self._render(files, view.charm)
+        if files.cfg is None:
+            self.report(Severity.WAITING, NO_CONFIG)
+            return files
+        self.publish_cfg(files.cfg)
+        self.publish_hostname()
+        if view.backend_credentials and files.auth is not None:
+            self.store_auth(files.auth)
+        self.acknowledge(files, ok=True)
+        return files
+
+    def _render(self, files: WorkloadFiles, charm: CharmConfig) -> WorkloadFiles:
+        processes = self.view.processes
+        if files.cfg is None:
+            text = render_pgb_ini(initial_config(charm, processes))
+            self.effects.append(WriteCfg(text))
+            self.signal(ChangeKind.RESTART)
+            return WorkloadFiles(text, files.auth)
+        try:
+            current = parse_pgb_ini(files.cfg)
+        except InvalidInput as err:
+            self.report(Severity.BLOCKED, f"pgbouncer.ini on the leader is invalid: {err}")
+            return files
+        wanted = apply_charm_config(current, charm, processes)
+        text = render_pgb_ini(wanted)
+        if text == files.cfg:
+            return files
+        self.effects.append(WriteCfg(text))
+        self.signal(change_kind(current, wanted))
+        return WorkloadFiles(text, files.auth)
+
+    def follow(self, leader_gone: bool = False) -> WorkloadFiles | None:
+        """A follower adopts what the leader published; reports what it refused."""
+        view = self.view
+        if view.workload is None:
+            self.defer(NOT_REACHABLE)
+            return None
+        if leader_gone or self._leader_missing():
+            self.report(
+                Severity.WAITING,
+                f"leader {view.app.leader_hostname} departed; waiting for a new leader",
+            )
+        if view.app.cfg_file is None:
+            self.report(Severity.WAITING, WAITING_FOR_LEADER_CFG)
+        files, ok = self.adopt(view.workload, view.app.cfg_file, view.store.auth_file)
+        self.acknowledge(files, ok)
+        return files
+
+    def _leader_missing(self) -> bool:
+        leader = self.view.app.leader_hostname
+        peers = self.view.peer_hostnames
+        return bool(peers) and leader is not None and leader not in peers

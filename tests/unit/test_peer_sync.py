@@ -1,0 +1,425 @@
+"""PeerSyncService against the seed's flowcharts: literal views in, exact effect lists out.
+
+Each table row is one branch of a flowchart (or of the contract's other events); the ids name
+the branch. A row gives the view a unit sees and the whole list of effects expected, in order.
+"""
+
+import pytest
+
+from domain.auth_file import parse_auth_file
+from domain.effects import (
+    Acknowledge,
+    Defer,
+    Effect,
+    PublishCfg,
+    PublishLeaderHostname,
+    RefreshClientRelations,
+    Reload,
+    Report,
+    Restart,
+    SetHostname,
+    StoreAuth,
+    WriteAuth,
+    WriteCfg,
+)
+from domain.errors import InvalidInput
+from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_sync import (
+    BACKEND_NOT_READY,
+    NO_CONFIG,
+    NOT_REACHABLE,
+    WAITING_FOR_LEADER_CFG,
+    PeerSyncService,
+    PeerView,
+    WorkloadFiles,
+)
+from domain.pgb_config import parse_pgb_ini
+from domain.status import Severity, StatusReason
+from tests.unit.peer_fixtures import (
+    AUTH_A,
+    AUTH_B,
+    AUTH_BAD,
+    CFG_A,
+    CFG_B,
+    CFG_BAD,
+    CFG_PORT,
+    HOST0,
+    HOST1,
+    HOST2,
+)
+
+service = PeerSyncService()
+
+
+def ack(cfg: str | None, auth: str | None, ok: bool = True) -> Acknowledgement:
+    return Acknowledgement.of(cfg, auth, ok)
+
+
+def waiting(message: str) -> Report:
+    return Report(StatusReason(Severity.WAITING, message))
+
+
+def reason_of(parse, text: str) -> str:
+    with pytest.raises(InvalidInput) as caught:
+        parse(text)
+    return str(caught.value)
+
+
+BAD_CFG_REASON = f"invalid cfg_file from the leader: {reason_of(parse_pgb_ini, CFG_BAD)}"
+BAD_AUTH_REASON = f"invalid auth file from the leader: {reason_of(parse_auth_file, AUTH_BAD)}"
+
+# A leader that has published everything and acknowledged it: the quiet steady state.
+LEADER_SETTLED = PeerView(
+    is_leader=True,
+    hostname=HOST0,
+    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0),
+    store=StoreContents(auth_file=AUTH_A),
+    own=UnitPeerData(hostname=HOST0, ack=ack(CFG_A, AUTH_A)),
+    workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
+    backend_credentials=True,
+    peer_hostnames=(HOST1,),
+)
+# A follower running exactly what that leader published.
+FOLLOWER_SETTLED = PeerView(
+    is_leader=False,
+    hostname=HOST1,
+    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0),
+    store=StoreContents(auth_file=AUTH_A),
+    own=UnitPeerData(hostname=HOST1, ack=ack(CFG_A, AUTH_A)),
+    workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
+    peer_hostnames=(HOST0,),
+)
+FRESH_LEADER = PeerView(is_leader=True, hostname=HOST0)
+FRESH_FOLLOWER = PeerView(is_leader=False, hostname=HOST1)
+
+
+def evolve(view: PeerView, **changes) -> PeerView:
+    import attrs
+
+    return attrs.evolve(view, **changes)
+
+
+# --- Peer Relation Created Hook ---------------------------------------------------------------
+
+CREATED = [
+    pytest.param(FRESH_FOLLOWER, [SetHostname(HOST1)], id="follower: save hostname, return"),
+    pytest.param(FOLLOWER_SETTLED, [], id="follower: hostname already saved"),
+    pytest.param(
+        evolve(FRESH_FOLLOWER, workload=None),
+        [SetHostname(HOST1)],
+        id="follower: returns even with no container",
+    ),
+    pytest.param(
+        FRESH_LEADER,
+        [SetHostname(HOST0), waiting(NO_CONFIG), Defer(NO_CONFIG)],
+        id="leader: no config -> defer",
+    ),
+    pytest.param(
+        evolve(FRESH_LEADER, workload=None),
+        [SetHostname(HOST0), waiting(NOT_REACHABLE), Defer(NOT_REACHABLE)],
+        id="leader: container unreachable -> defer",
+    ),
+    pytest.param(
+        evolve(FRESH_LEADER, workload=WorkloadFiles(cfg=CFG_A)),
+        [
+            SetHostname(HOST0),
+            PublishCfg(CFG_A),
+            Acknowledge(ack(CFG_A, None)),
+            waiting(BACKEND_NOT_READY),
+            Defer(BACKEND_NOT_READY),
+        ],
+        id="leader: config, backend not ready -> publish, defer",
+    ),
+    pytest.param(
+        evolve(FRESH_LEADER, workload=WorkloadFiles(cfg=CFG_A), backend_credentials=True),
+        [
+            SetHostname(HOST0),
+            PublishCfg(CFG_A),
+            Acknowledge(ack(CFG_A, None)),
+            waiting(BACKEND_NOT_READY),
+            Defer(BACKEND_NOT_READY),
+        ],
+        id="leader: credentials but no auth file yet -> defer",
+    ),
+    pytest.param(
+        evolve(
+            FRESH_LEADER,
+            workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
+            backend_credentials=True,
+        ),
+        [
+            SetHostname(HOST0),
+            PublishCfg(CFG_A),
+            StoreAuth(AUTH_A),
+            Acknowledge(ack(CFG_A, AUTH_A)),
+        ],
+        id="leader: config, backend ready -> publish, store auth",
+    ),
+    pytest.param(LEADER_SETTLED, [], id="leader: everything already published"),
+]
+
+
+@pytest.mark.parametrize(("view", "expected"), CREATED)
+def test_relation_created(view: PeerView, expected: list[Effect]):
+    assert service.on_relation_created(view) == expected
+
+
+# --- Peer Relation Changed Hook ---------------------------------------------------------------
+
+CHANGED = [
+    pytest.param(
+        FRESH_LEADER,
+        [SetHostname(HOST0), RefreshClientRelations(), waiting(NO_CONFIG), Defer(NO_CONFIG)],
+        id="leader: no local config -> defer",
+    ),
+    pytest.param(
+        evolve(FRESH_LEADER, workload=None),
+        [
+            SetHostname(HOST0),
+            RefreshClientRelations(),
+            waiting(NOT_REACHABLE),
+            Defer(NOT_REACHABLE),
+        ],
+        id="leader: container unreachable -> defer",
+    ),
+    pytest.param(
+        evolve(FRESH_LEADER, workload=WorkloadFiles(cfg=CFG_A)),
+        [
+            SetHostname(HOST0),
+            RefreshClientRelations(),
+            PublishCfg(CFG_A),
+            PublishLeaderHostname(HOST0),
+            Acknowledge(ack(CFG_A, None)),
+        ],
+        id="leader: publish config and leader hostname",
+    ),
+    pytest.param(
+        evolve(LEADER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
+        [RefreshClientRelations(), Reload(), PublishCfg(CFG_B), Acknowledge(ack(CFG_B, AUTH_A))],
+        id="leader: config edited by a handler whose reload was lost -> reload, publish",
+    ),
+    pytest.param(LEADER_SETTLED, [RefreshClientRelations()], id="leader: nothing to publish"),
+    pytest.param(
+        evolve(LEADER_SETTLED, workload=WorkloadFiles()),
+        [RefreshClientRelations(), WriteCfg(CFG_A), WriteAuth(AUTH_A), Restart()],
+        id="leader: rescheduled pod -> restore both files first",
+    ),
+    pytest.param(
+        evolve(FRESH_FOLLOWER, workload=WorkloadFiles()),
+        [SetHostname(HOST1), RefreshClientRelations(), waiting(WAITING_FOR_LEADER_CFG)],
+        id="follower: nothing published yet",
+    ),
+    pytest.param(
+        evolve(FRESH_FOLLOWER, workload=None),
+        [
+            SetHostname(HOST1),
+            RefreshClientRelations(),
+            waiting(NOT_REACHABLE),
+            Defer(NOT_REACHABLE),
+        ],
+        id="follower: container unreachable -> defer",
+    ),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), own=UnitPeerData(hostname=HOST1)),
+        [
+            RefreshClientRelations(),
+            WriteCfg(CFG_A),
+            WriteAuth(AUTH_A),
+            Restart(),
+            Acknowledge(ack(CFG_A, AUTH_A)),
+        ],
+        id="follower: valid cfg and auth, empty container -> write both, start",
+    ),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0)),
+        [RefreshClientRelations(), WriteCfg(CFG_B), Reload(), Acknowledge(ack(CFG_B, AUTH_A))],
+        id="follower: new valid cfg -> save, reload",
+    ),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, store=StoreContents(auth_file=AUTH_B)),
+        [RefreshClientRelations(), WriteAuth(AUTH_B), Reload(), Acknowledge(ack(CFG_A, AUTH_B))],
+        id="follower: cfg unchanged, new valid auth -> save auth, reload",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0),
+            store=StoreContents(auth_file=AUTH_B),
+        ),
+        [
+            RefreshClientRelations(),
+            WriteCfg(CFG_B),
+            WriteAuth(AUTH_B),
+            Reload(),
+            Acknowledge(ack(CFG_B, AUTH_B)),
+        ],
+        id="follower: both new -> save both, one reload",
+    ),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_PORT, leader_hostname=HOST0)),
+        [
+            RefreshClientRelations(),
+            WriteCfg(CFG_PORT),
+            Restart(),
+            Acknowledge(ack(CFG_PORT, AUTH_A)),
+        ],
+        id="follower: restart-only setting changed -> restart",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_BAD, leader_hostname=HOST0),
+            store=StoreContents(auth_file=AUTH_B),
+        ),
+        [
+            RefreshClientRelations(),
+            WriteAuth(AUTH_B),
+            Reload(),
+            Acknowledge(ack(CFG_A, AUTH_B, ok=False)),
+            waiting(BAD_CFG_REASON),
+        ],
+        id="follower: invalid cfg, valid auth -> keep cfg, save auth, reload",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0),
+            store=StoreContents(auth_file=AUTH_BAD),
+        ),
+        [
+            RefreshClientRelations(),
+            WriteCfg(CFG_B),
+            Reload(),
+            Acknowledge(ack(CFG_B, AUTH_A, ok=False)),
+            waiting(BAD_AUTH_REASON),
+        ],
+        id="follower: valid cfg, invalid auth -> save cfg, keep auth, reload",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_BAD, leader_hostname=HOST0),
+            store=StoreContents(auth_file=AUTH_BAD),
+        ),
+        [
+            RefreshClientRelations(),
+            Acknowledge(ack(CFG_A, AUTH_A, ok=False)),
+            waiting(BAD_CFG_REASON),
+            waiting(BAD_AUTH_REASON),
+        ],
+        id="follower: neither valid -> write nothing, no reload",
+    ),
+    pytest.param(FOLLOWER_SETTLED, [RefreshClientRelations()], id="follower: no change"),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
+        [RefreshClientRelations(), WriteCfg(CFG_A), Reload()],
+        id="follower: container drifted from the published cfg -> rewrite, reload",
+    ),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, own=UnitPeerData(hostname=HOST1, ack=ack(CFG_B, AUTH_A))),
+        [RefreshClientRelations(), Reload(), Acknowledge(ack(CFG_A, AUTH_A))],
+        id="follower: files written but reload lost -> reload now",
+    ),
+]
+
+
+@pytest.mark.parametrize(("view", "expected"), CHANGED)
+def test_relation_changed(view: PeerView, expected: list[Effect]):
+    assert service.on_relation_changed(view) == expected
+
+
+def test_relation_joined_follows_the_changed_flowchart():
+    view = evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0))
+    assert service.on_relation_joined(view) == service.on_relation_changed(view)
+
+
+# --- The contract's other events --------------------------------------------------------------
+
+
+def test_secret_changed_follower_takes_the_new_auth_file():
+    view = evolve(FOLLOWER_SETTLED, store=StoreContents(auth_file=AUTH_B))
+    assert service.on_secret_changed(view) == [
+        WriteAuth(AUTH_B),
+        Reload(),
+        Acknowledge(ack(CFG_A, AUTH_B)),
+    ]
+
+
+def test_secret_changed_on_the_settled_leader_does_nothing():
+    assert service.on_secret_changed(LEADER_SETTLED) == []
+
+
+def test_leader_elected_publishes_hostname_and_config():
+    # A follower promoted: it runs the old leader's files, which name the old leader.
+    view = evolve(FOLLOWER_SETTLED, is_leader=True, backend_credentials=True)
+    assert service.on_leader_elected(view) == [
+        RefreshClientRelations(),
+        PublishLeaderHostname(HOST1),
+    ]
+
+
+def test_leader_elected_with_no_config_anywhere_renders_the_initial_one():
+    effects = service.on_leader_elected(evolve(FRESH_LEADER, workload=WorkloadFiles()))
+    assert [type(e) for e in effects] == [
+        SetHostname,
+        RefreshClientRelations,
+        WriteCfg,
+        Restart,
+        PublishCfg,
+        PublishLeaderHostname,
+        Acknowledge,
+    ]
+    written = effects[2]
+    assert isinstance(written, WriteCfg)
+    assert effects[4] == PublishCfg(written.content)
+
+
+def test_leader_elected_on_a_follower_is_ignored():
+    assert service.on_leader_elected(FOLLOWER_SETTLED) == []
+
+
+def test_departed_leader_refreshes_its_hostname():
+    view = evolve(LEADER_SETTLED, app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST2))
+    assert service.on_relation_departed(view, departing_hostname=HOST2) == [
+        RefreshClientRelations(),
+        PublishLeaderHostname(HOST0),
+    ]
+
+
+def test_departure_of_the_leader_is_reported_by_a_follower():
+    assert service.on_relation_departed(
+        evolve(FOLLOWER_SETTLED, peer_hostnames=(HOST2,)), departing_hostname=HOST0
+    ) == [
+        RefreshClientRelations(),
+        waiting(f"leader {HOST0} departed; waiting for a new leader"),
+    ]
+
+
+def test_departure_of_another_follower_is_quiet():
+    assert service.on_relation_departed(FOLLOWER_SETTLED, departing_hostname=HOST2) == [
+        RefreshClientRelations()
+    ]
+
+
+def test_workload_ready_follower_starts_with_the_published_files():
+    view = evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), own=UnitPeerData(hostname=HOST1))
+    assert service.on_workload_ready(view) == [
+        WriteCfg(CFG_A),
+        WriteAuth(AUTH_A),
+        Restart(),
+        Acknowledge(ack(CFG_A, AUTH_A)),
+    ]
+
+
+def test_workload_ready_settled_unit_only_starts_pgbouncer():
+    assert service.on_workload_ready(FOLLOWER_SETTLED) == [Restart()]
+    assert service.on_workload_ready(LEADER_SETTLED) == [Restart()]
+
+
+def test_update_status_is_quiet_when_settled():
+    assert service.on_update_status(FOLLOWER_SETTLED) == []
+    assert service.on_update_status(LEADER_SETTLED) == []
+
+
+def test_config_changed_on_a_follower_only_follows():
+    assert service.on_config_changed(FOLLOWER_SETTLED) == []
