@@ -1,0 +1,179 @@
+"""cattrs converters between Juju's string maps and the domain's values.
+
+One converter per boundary, because the boundaries want opposite attitudes:
+
+- ``peer_converter`` reads the ``pgb-peers`` databags and the secret store. It is lenient
+  about *shape*: unknown keys are ignored (during a rolling upgrade units of two revisions share
+  one databag) and an empty string counts as absent. What it keeps is still validated by the
+  domain values, and a value that fails raises ``InvalidPeerData`` with the key and the reason.
+- ``config_converter`` reads the charm config and is strict: an ``int`` option must be an int
+  (not a bool, not a string), and every failure becomes ``InvalidCharmConfig`` naming the
+  option, for a blocked status the operator can act on.
+
+Renames (``applied_cfg_digest`` for ``Acknowledgement.cfg_digest``, ``relation_id_<N>`` keys)
+live here, never on the domain classes.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
+
+from domain.charm_config import CharmConfig
+from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
+from domain.peer_data import (
+    APPLIED_AUTH_KEY,
+    APPLIED_CFG_KEY,
+    APPLY_OK_KEY,
+    AUTH_FILE_KEY,
+    HOSTNAME_KEY,
+    RELATION_PASSWORD_PREFIX,
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+)
+
+_TRUE, _FALSE = "true", "false"
+
+peer_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _optional_str(value: object, _type: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _flag(value: object, _type: object) -> bool:
+    if value == _TRUE or value is True:
+        return True
+    if value == _FALSE or value is False:
+        return False
+    raise ValueError(f"expected {_TRUE!r} or {_FALSE!r}")
+
+
+peer_converter.register_structure_hook(str | None, _optional_str)
+peer_converter.register_structure_hook(bool, _flag)
+peer_converter.register_unstructure_hook(bool, lambda value: _TRUE if value else _FALSE)
+peer_converter.register_structure_hook(
+    Acknowledgement,
+    make_dict_structure_fn(
+        Acknowledgement,
+        peer_converter,
+        cfg_digest=override(rename=APPLIED_CFG_KEY),
+        auth_digest=override(rename=APPLIED_AUTH_KEY),
+        ok=override(rename=APPLY_OK_KEY),
+    ),
+)
+peer_converter.register_unstructure_hook(
+    Acknowledgement,
+    make_dict_unstructure_fn(
+        Acknowledgement,
+        peer_converter,
+        cfg_digest=override(rename=APPLIED_CFG_KEY),
+        auth_digest=override(rename=APPLIED_AUTH_KEY),
+        ok=override(rename=APPLY_OK_KEY),
+    ),
+)
+
+
+def _structure_unit(raw: Mapping[str, str], _type: object) -> UnitPeerData:
+    # The acknowledgement's keys sit flat in the unit databag; a unit that has not applied
+    # anything yet (or runs an older revision) has none of them.
+    has_ack = any(raw.get(key) for key in (APPLIED_CFG_KEY, APPLIED_AUTH_KEY, APPLY_OK_KEY))
+    ack = peer_converter.structure(dict(raw), Acknowledgement) if has_ack else None
+    return UnitPeerData(hostname=_optional_str(raw.get(HOSTNAME_KEY), str), ack=ack)
+
+
+def _structure_store(raw: Mapping[str, str], _type: object) -> StoreContents:
+    passwords: list[tuple[int, str]] = []
+    for key, value in raw.items():
+        number = key.removeprefix(RELATION_PASSWORD_PREFIX)
+        if key.startswith(RELATION_PASSWORD_PREFIX) and number.isdigit() and value:
+            passwords.append((int(number), value))
+    return StoreContents(
+        auth_file=_optional_str(raw.get(AUTH_FILE_KEY), str), passwords=tuple(sorted(passwords))
+    )
+
+
+peer_converter.register_structure_hook(UnitPeerData, _structure_unit)
+peer_converter.register_structure_hook(StoreContents, _structure_store)
+
+
+def _format_exception(exc: BaseException, type_: type | None) -> str:
+    # The domain's own messages already name the field and the reason; keep them whole.
+    if isinstance(exc, InvalidInput | ValueError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def _problems(err: cattrs.BaseValidationError) -> list[str]:
+    """cattrs' errors as ``<reason>`` or ``<reason> @ <key>`` strings."""
+    problems = []
+    for problem in cattrs.transform_error(err, format_exception=_format_exception):
+        what, _, where = problem.rpartition(" @ ")
+        key = where.removeprefix("$").removeprefix(".")
+        problems.append(f"{key}: {what}" if key else what)
+    return problems
+
+
+def _peer_error(where: str, err: Exception) -> InvalidPeerData:
+    if isinstance(err, cattrs.BaseValidationError):
+        return InvalidPeerData(f"{where}: " + "; ".join(_problems(err)))
+    return InvalidPeerData(f"{where}: {err}")
+
+
+def read_app_data(raw: Mapping[str, str]) -> AppPeerData:
+    try:
+        return peer_converter.structure(dict(raw), AppPeerData)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as err:
+        raise _peer_error("application databag", err) from None
+
+
+def read_unit_data(raw: Mapping[str, str], unit_name: str = "unit") -> UnitPeerData:
+    try:
+        return peer_converter.structure(dict(raw), UnitPeerData)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as err:
+        raise _peer_error(f"databag of {unit_name}", err) from None
+
+
+def read_store(raw: Mapping[str, str]) -> StoreContents:
+    return peer_converter.structure(dict(raw), StoreContents)
+
+
+def ack_fields(ack: Acknowledgement) -> dict[str, str]:
+    return peer_converter.unstructure(ack)
+
+
+config_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _strict_int(value: object, _type: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _strict_str(value: object, _type: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {value!r}")
+    return value
+
+
+config_converter.register_structure_hook(int, _strict_int)
+config_converter.register_structure_hook(str, _strict_str)
+
+
+def read_charm_config(raw: Mapping[str, Any]) -> CharmConfig:
+    """The charm config as a domain value; ``InvalidCharmConfig`` names the bad option."""
+    try:
+        return config_converter.structure(dict(raw), CharmConfig)
+    except InvalidCharmConfig as err:
+        raise InvalidCharmConfig(f"invalid config option {err}") from None
+    except cattrs.BaseValidationError as err:
+        raise InvalidCharmConfig("invalid config option " + "; ".join(_problems(err))) from None

@@ -1,0 +1,150 @@
+"""The peer secret store, twice: a Juju application secret, or the peer application databag.
+
+The store holds the auth file and the client relations' passwords under the contract's keys
+(``auth_file``, ``relation_id_<N>``). Which adapter a unit uses follows
+``JujuVersion.has_secrets``:
+
+- ``JujuSecretStore``: one secret owned by the application, created by the leader, readable by
+  every unit of the application. The plain databag carries only its ID (``secret_id``) and a
+  digest of its content (``store_digest``): neither is a credential. Juju sends no
+  ``secret-changed`` to units of the application that owns a secret, so a new digest is what
+  wakes the followers: it changes the application databag, which fires
+  ``pgb-peers-relation-changed`` on every other unit. Followers always read the newest
+  revision. Secret content keys must be lower-case with hyphens, so ``auth_file`` is stored as
+  ``auth-file`` and ``relation_id_4`` as ``relation-id-4``; the renaming stays here.
+- ``DatabagSecretStore``: Juju without secrets. The keys sit in the application databag
+  exactly as the seed's interface table shows.
+
+Both raise ``StoreUnavailable`` (never an ops error) when the store cannot be read or written.
+"""
+
+from collections.abc import Mapping
+
+import ops
+
+from domain.peer_data import content_digest
+
+SECRET_LABEL = "pgb-peers-store"
+SECRET_ID_KEY = "secret_id"
+STORE_DIGEST_KEY = "store_digest"
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be read or written now (a secret gone, or permission lost)."""
+
+
+def _to_secret_key(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def _from_secret_key(key: str) -> str:
+    return key.replace("-", "_")
+
+
+class DatabagSecretStore:
+    """Juju without secrets: the store is the peer application databag."""
+
+    def __init__(self, relation: ops.Relation, app: ops.Application, keys: "KeyFilter"):
+        self._databag = relation.data[app]
+        self._keys = keys
+
+    def read(self) -> dict[str, str]:
+        return {key: value for key, value in self._databag.items() if self._keys(key)}
+
+    def update(self, changes: Mapping[str, str | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self._databag.pop(key, None)
+            elif self._databag.get(key) != value:
+                self._databag[key] = value
+
+
+class JujuSecretStore:
+    """Juju with secrets: one application-owned secret whose ID the app databag names."""
+
+    def __init__(self, model: ops.Model, relation: ops.Relation, is_leader: bool):
+        self._model = model
+        self._databag = relation.data[model.app]
+        self._is_leader = is_leader
+
+    def _secret(self) -> ops.Secret | None:
+        secret_id = self._databag.get(SECRET_ID_KEY)
+        try:
+            if secret_id:
+                return self._model.get_secret(id=secret_id)
+            return self._model.get_secret(label=SECRET_LABEL)
+        except ops.SecretNotFoundError:
+            if secret_id:
+                raise StoreUnavailable(f"secret {secret_id} not found") from None
+            return None
+        except ops.ModelError as err:
+            raise StoreUnavailable(f"cannot get the peer secret: {_first_line(err)}") from None
+
+    def read(self) -> dict[str, str]:
+        secret = self._secret()
+        if secret is None:
+            return {}
+        try:
+            # The owner sees its newest revision with peek; others must refresh to track it.
+            content = (
+                secret.peek_content() if self._is_leader else secret.get_content(refresh=True)
+            )
+        except (ops.SecretNotFoundError, ops.ModelError) as err:
+            raise StoreUnavailable(f"cannot read the peer secret: {_first_line(err)}") from None
+        return {_from_secret_key(key): value for key, value in content.items()}
+
+    def update(self, changes: Mapping[str, str | None]) -> None:
+        secret = self._secret()
+        current = self.read() if secret is not None else {}
+        wanted = dict(current)
+        for key, value in changes.items():
+            if value is None:
+                wanted.pop(key, None)
+            else:
+                wanted[key] = value
+        if secret is not None and wanted == current:
+            return
+        content = {_to_secret_key(key): value for key, value in wanted.items()}
+        try:
+            if secret is None:
+                if not content:
+                    return
+                secret = self._model.app.add_secret(content, label=SECRET_LABEL)
+            elif content:
+                secret.set_content(content)
+            else:
+                # A secret cannot be empty: keep one placeholder key rather than delete it,
+                # so followers keep tracking the same secret.
+                secret.set_content({"empty": "true"})
+            if self._databag.get(SECRET_ID_KEY) != secret.id and secret.id:
+                self._databag[SECRET_ID_KEY] = secret.id
+            self._databag[STORE_DIGEST_KEY] = _content_digest(content)
+        except ops.ModelError as err:
+            raise StoreUnavailable(f"cannot write the peer secret: {_first_line(err)}") from None
+
+
+class KeyFilter:
+    """Which application databag keys belong to the store (the contract's key names)."""
+
+    def __call__(self, key: str) -> bool:
+        if key == "auth_file":
+            return True
+        number = key.removeprefix("relation_id_")
+        return key.startswith("relation_id_") and number.isdigit()
+
+
+def open_store(
+    model: ops.Model, relation: ops.Relation, is_leader: bool
+) -> "JujuSecretStore | DatabagSecretStore":
+    """The store this model's Juju supports."""
+    if model.juju_version.has_secrets:
+        return JujuSecretStore(model, relation, is_leader)
+    return DatabagSecretStore(relation, model.app, KeyFilter())
+
+
+def _content_digest(content: Mapping[str, str]) -> str:
+    return content_digest("\n".join(f"{key}={content[key]}" for key in sorted(content)))
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,1 @@
+"""Pebble adapters: the pgbouncer container as the domain's ``WorkloadPort``."""
