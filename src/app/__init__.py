@@ -1,0 +1,1 @@
+"""The composition root: wires the Juju and Pebble adapters to ``PeerSyncService``."""
