@@ -64,7 +64,7 @@ def _charm_settings(charm: CharmConfig, processes: int) -> dict[str, str]:
     return {
         "listen_port": str(charm.listen_port),
         "pool_mode": charm.pool_mode,
-        "max_db_connections": str(charm.max_db_connections),
+        "max_db_connections": str(-(-charm.max_db_connections // processes)),
         "default_pool_size": str(sizes.default_pool_size),
         "min_pool_size": str(sizes.min_pool_size),
         "reserve_pool_size": str(sizes.reserve_pool_size),

@@ -22,7 +22,7 @@ listen_addr = *
 listen_port = 6432
 logfile = /var/lib/postgresql/pgbouncer/pgbouncer.log
 max_client_conn = 10000
-max_db_connections = 100
+max_db_connections = 50
 min_pool_size = 13
 pidfile = /var/lib/postgresql/pgbouncer/pgbouncer.pid
 pool_mode = session
@@ -77,7 +77,7 @@ def test_apply_charm_config_changes_only_charm_settings() -> None:
         **dict(start.pgbouncer),
         "listen_port": "6543",
         "pool_mode": "statement",
-        "max_db_connections": "30",
+        "max_db_connections": "10",
         "default_pool_size": "5",
         "min_pool_size": "3",
         "reserve_pool_size": "3",
