@@ -16,3 +16,19 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# --- the secrets audit (tests/secrets_audit.py) -------------------------------------------
+
+AUDIT_TEST = "test_no_credential_leaked_anywhere_in_the_suite"
+
+
+def pytest_configure(config):
+    from tests import secrets_audit
+
+    secrets_audit.install()
+
+
+def pytest_collection_modifyitems(items):
+    # The audit reads what every other test produced, so it runs last.
+    items.sort(key=lambda item: item.name == AUDIT_TEST)

@@ -1,0 +1,102 @@
+"""The secrets audit: no credential in a plain databag, a status or a log line, suite-wide.
+
+Every ``ops.testing`` run of the whole session passes through ``record_run``, which keeps
+(1) the credentials the run could know: the values of every Juju secret in its input and
+output states, the secrets of every auth file line found in them, the client passwords
+(``relation_id_<N>``) and backend passwords wherever they appear, and (2) what the charm
+produced in the clear: its own databags (application and unit, every relation), its unit
+and application statuses, and every log line it emitted. ``leaks()`` matches the two.
+
+On a Juju without secrets the store *is* the application databag (the contract), so the
+store's keys there are credentials by design and excluded; everything else in that databag
+is still checked. Values shorter than ``MIN_SECRET_LEN`` are not searched for: a short test
+password such as ``pw`` would match ordinary words.
+"""
+
+import re
+from collections.abc import Iterable
+
+import attrs
+from ops import testing
+
+MIN_SECRET_LEN = 8
+_STORE_KEY = re.compile(r"auth_file|relation_id_\d+")
+_PASSWORD_KEYS = ("password", "auth-file", "auth_file")
+_AUTH_LINE = re.compile(r'^"(?:[^"]|"")*"\s+"((?:[^"]|"")*)"', re.MULTILINE)
+
+
+@attrs.define
+class Audit:
+    credentials: set[str] = attrs.Factory(set)
+    produced: list[tuple[str, str]] = attrs.Factory(list)
+    runs: int = 0
+
+    def _learn(self, value: str) -> None:
+        """Learn a password, or each secret of an auth file."""
+        in_auth_file = [match.replace('""', '"') for match in _AUTH_LINE.findall(value)]
+        for secret in in_auth_file or [value]:
+            if len(secret) >= MIN_SECRET_LEN and "\n" not in secret:
+                self.credentials.add(secret)
+
+    def learn_state(self, state: testing.State, juju_has_secrets: bool) -> None:
+        for secret in state.secrets:
+            for content in (secret.tracked_content, secret.latest_content or {}):
+                for key, value in content.items():
+                    if key in _PASSWORD_KEYS or key.startswith("relation-id-"):
+                        self._learn(value)
+        for relation in state.relations:
+            bags = [relation.local_app_data, relation.local_unit_data]
+            bags += [getattr(relation, "remote_app_data", {})]
+            bags += list(getattr(relation, "peers_data", {}).values())
+            for bag in bags:
+                for key, value in bag.items():
+                    if key in ("password", "auth_file") or _STORE_KEY.fullmatch(key):
+                        self._learn(value)
+
+    def record_run(
+        self, before: testing.State, after: testing.State, logs: Iterable[str], has_secrets: bool
+    ) -> None:
+        self.runs += 1
+        self.learn_state(before, has_secrets)
+        self.learn_state(after, has_secrets)
+        for relation in after.relations:
+            for owner, bag in (
+                ("app", relation.local_app_data),
+                ("unit", relation.local_unit_data),
+            ):
+                for key, value in bag.items():
+                    if owner == "app" and not has_secrets and _STORE_KEY.fullmatch(key):
+                        continue  # the contract's store, on a Juju without secrets
+                    self.produced.append((f"{relation.endpoint} {owner} databag[{key}]", value))
+        for kind, status in (("unit status", after.unit_status), ("app status", after.app_status)):
+            self.produced.append((kind, status.message))
+        for line in logs:
+            self.produced.append(("log", line))
+
+    def leaks(self) -> list[str]:
+        found = []
+        for where, text in self.produced:
+            for secret in self.credentials:
+                if secret in text:
+                    found.append(f"{where} contains a credential ({len(secret)} chars)")
+        return sorted(set(found))
+
+
+AUDIT = Audit()
+
+
+def install() -> None:
+    """Wrap ``ops.testing.Context.run`` so every run of the session is audited."""
+    original = testing.Context.run
+    if getattr(original, "_audited", False):
+        return
+
+    def run(self, event, state):  # type: ignore[no-untyped-def]
+        out = original(self, event, state)
+        version = str(getattr(self, "juju_version", "3.6.0"))
+        has_secrets = int(version.split(".")[0]) >= 3
+        AUDIT.record_run(state, out, (line.message for line in self.juju_log), has_secrets)
+        return out
+
+    run._audited = True  # type: ignore[attr-defined]
+    testing.Context.run = run  # type: ignore[method-assign]

@@ -1,0 +1,21 @@
+"""Runs after every other test (see conftest.py) and reads what they all produced."""
+
+from tests.secrets_audit import AUDIT, Audit
+
+
+def test_no_credential_leaked_anywhere_in_the_suite():
+    assert AUDIT.leaks() == []
+
+
+def test_the_audit_finds_a_leak_when_there_is_one():
+    audit = Audit()
+    audit.credentials.add("Z4OtFCe6r5HG6mk1XuR6LkwZ")
+    audit.produced.append(("unit status", "connected with Z4OtFCe6r5HG6mk1XuR6LkwZ"))
+    audit.produced.append(("log", "nothing here"))
+    assert audit.leaks() == ["unit status contains a credential (24 chars)"]
+
+
+def test_the_audit_learns_auth_file_secrets_from_a_store_value():
+    audit = Audit()
+    audit._learn('"pgbouncer_auth_relation_id_3" "md5aad46d9afbcc8c8248d254d567b577c1"\n')
+    assert "md5aad46d9afbcc8c8248d254d567b577c1" in audit.credentials
