@@ -11,12 +11,12 @@ from app.charm import PgBouncerK8sCharm
 from domain.pgb_config import PGB_DIR
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-_CHARMCRAFT = yaml.safe_load((ROOT / "charmcraft.yaml").read_text())
+CHARMCRAFT = yaml.safe_load((ROOT / "charmcraft.yaml").read_text())
 META = {
-    key: _CHARMCRAFT[key]
+    key: CHARMCRAFT[key]
     for key in ("name", "containers", "resources", "peers", "requires", "provides", "assumes")
 }
-CONFIG = _CHARMCRAFT["config"]
+CONFIG = CHARMCRAFT["config"]
 PROCESSES = 2
 MODEL = testing.Model(name="test")
 UNIT_0 = "pgbouncer-k8s/0"
