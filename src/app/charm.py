@@ -13,13 +13,14 @@ from collections.abc import Callable
 import ops
 
 from adapters.juju import converters
-from adapters.juju.backend import backend_relation, has_credentials
+from adapters.juju.backend import BACKEND_RELATION, backend_relation, has_credentials
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.peer_relation import PEER_RELATION, PeerRelation
 from adapters.juju.secret_store import SECRET_LABEL, StoreUnavailable, open_store
 from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
+from app.backend import BackendHandlers
 from domain.charm_config import CharmConfig
 from domain.effects import Effect
 from domain.errors import InvalidCharmConfig, InvalidPeerData
@@ -62,6 +63,11 @@ class PgBouncerK8sCharm(ops.CharmBase):
         observe(peers.relation_changed, self._on_peer_changed)
         observe(peers.relation_departed, self._on_peer_departed)
         observe(self.on.secret_changed, self._on_secret_changed)
+        self._backend = BackendHandlers(self)
+        backend = self.on[BACKEND_RELATION]
+        observe(backend.relation_created, self._backend.on_created)
+        observe(backend.relation_changed, self._backend.on_changed)
+        observe(backend.relation_broken, self._backend.on_broken)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
         observe(self.on.collect_app_status, self._on_collect_app_status)
 

@@ -1,0 +1,1 @@
+"""PostgreSQL adapters: SQL run on the backend database with psycopg 3."""
