@@ -856,6 +856,11 @@ class ChangeKind(enum.Enum):
     RESTART = "restart"
 
 
+# Settings pgbouncer 1.18 applies on reload when changed, but keeps when the line is removed
+# (they have no default to fall back to): taking one out needs a restart.
+UNSET_NEEDS_RESTART = frozenset({"auth_user"})
+
+
 def change_kind(old: PgbConfig | None, new: PgbConfig) -> ChangeKind:
     """NONE if equal; RESTART if there was none or a restart-only setting differs; else RELOAD."""
     if old is None:
@@ -864,6 +869,9 @@ def change_kind(old: PgbConfig | None, new: PgbConfig) -> ChangeKind:
         return ChangeKind.NONE
     for key in RESTART_ONLY_SETTINGS:
         if old.setting(key) != new.setting(key):
+            return ChangeKind.RESTART
+    for key in UNSET_NEEDS_RESTART:
+        if old.setting(key) is not None and new.setting(key) is None:
             return ChangeKind.RESTART
     return ChangeKind.RELOAD
 

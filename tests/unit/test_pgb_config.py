@@ -1142,3 +1142,14 @@ def test_real_pgbouncer_knows_exactly_the_model_settings() -> None:
     fixed = {row[0] for row in rows if row[3] == "no"}
     assert known == SETTINGS.keys() - {"peer_id"}
     assert fixed == RESTART_ONLY_SETTINGS - {"peer_id"}
+
+
+def test_removing_auth_user_needs_a_restart_but_changing_it_does_not():
+    base = initial_config(CharmConfig(), 1)
+    with_auth = base.with_settings({"auth_user": "pgbouncer_auth_a"})
+    assert change_kind(with_auth, base) is ChangeKind.RESTART
+    assert change_kind(base, with_auth) is ChangeKind.RELOAD
+    assert (
+        change_kind(with_auth, with_auth.with_settings({"auth_user": "pgbouncer_auth_b"}))
+        is ChangeKind.RELOAD
+    )
