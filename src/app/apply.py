@@ -22,6 +22,7 @@ from domain.effects import (
     PublishLeaderHostname,
     RefreshClientRelations,
     Reload,
+    RemoveAuth,
     Report,
     Restart,
     SetHostname,
@@ -67,6 +68,8 @@ class EffectApplier:
                 self.workload.write_cfg(content)
             case WriteAuth(content):
                 self.workload.write_auth(content)
+            case RemoveAuth():
+                self.workload.remove_auth()
             case Reload():
                 self.workload.reload()
             case Restart():

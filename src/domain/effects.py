@@ -8,8 +8,8 @@ loudly, instead of reaching a container.
 The order of a returned list is part of the contract, and adapters apply it as given:
 
 1. unit databag (``SetHostname``), then client relation databags (``RefreshClientRelations``);
-2. the container's files (``WriteCfg``, ``WriteAuth``), then the processes (``Reload`` or
-   ``Restart``), so pgbouncer never re-reads a half-updated pair;
+2. the container's files (``WriteCfg``, ``WriteAuth``, ``RemoveAuth``), then the processes
+   (``Reload`` or ``Restart``), so pgbouncer never re-reads a half-updated pair;
 3. the peer data the leader publishes (``PublishCfg``, ``PublishLeaderHostname``,
    ``StoreAuth``), after its own container has the same files;
 4. ``Acknowledge`` (what this unit now runs), ``Report`` (why it is not simply active);
@@ -72,6 +72,11 @@ class WriteAuth:
 
 
 @attrs.frozen
+class RemoveAuth:
+    """Remove the auth file from this unit's container (the leader withdrew it)."""
+
+
+@attrs.frozen
 class Reload:
     """Make every pgbouncer process re-read its files without dropping a client (SIGHUP)."""
 
@@ -128,6 +133,7 @@ Effect = (
     | RefreshClientRelations
     | WriteCfg
     | WriteAuth
+    | RemoveAuth
     | Reload
     | Restart
     | PublishCfg

@@ -48,6 +48,7 @@ from domain.effects import (
     PublishLeaderHostname,
     RefreshClientRelations,
     Reload,
+    RemoveAuth,
     Report,
     Restart,
     SetHostname,
@@ -201,6 +202,7 @@ _RANK: dict[type, int] = {
     RefreshClientRelations: 1,
     WriteCfg: 2,
     WriteAuth: 3,
+    RemoveAuth: 3,
     Reload: 4,
     Restart: 4,
     PublishCfg: 5,
@@ -405,8 +407,22 @@ class _Plan:
         if view.app.cfg_file is None:
             self.report(Severity.WAITING, WAITING_FOR_LEADER_CFG)
         files, ok = self.adopt(view.workload, view.app.cfg_file, view.store.auth_file)
+        if self._auth_withdrawn(files):
+            self.effects.append(RemoveAuth())
+            files = WorkloadFiles(files.cfg, None)
+            self.signal(ChangeKind.RELOAD)
         self.acknowledge(files, ok)
         return files
+
+    def _auth_withdrawn(self, files: WorkloadFiles) -> bool:
+        """The leader took the auth file back (the backend relation is gone): the store has
+        none and the config this unit runs, the leader's, no longer names an auth user."""
+        if self.view.store.auth_file is not None or files.auth is None or files.cfg is None:
+            return False
+        if files.cfg != self.view.app.cfg_file:
+            return False  # not running the leader's config: nothing to conclude
+        running = _parse_or_none(files.cfg)
+        return running is not None and running.setting("auth_user") is None
 
     def _leader_missing(self) -> bool:
         leader = self.view.app.leader_hostname

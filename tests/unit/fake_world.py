@@ -16,6 +16,7 @@ from domain.effects import (
     PublishLeaderHostname,
     RefreshClientRelations,
     Reload,
+    RemoveAuth,
     Report,
     Restart,
     SetHostname,
@@ -68,6 +69,9 @@ class Unit:
                     self.writes += 1
                 case WriteAuth(content):
                     self.auth = content
+                    self.writes += 1
+                case RemoveAuth():
+                    self.auth = None
                     self.writes += 1
                 case Reload():
                     self.reloads += 1

@@ -26,6 +26,12 @@ CFG_A = _CFG.format(port=6432, mode="session")
 CFG_B = _CFG.format(port=6432, mode="transaction")
 # Differs from CFG_A in a setting pgbouncer only applies on restart.
 CFG_PORT = _CFG.format(port=7432, mode="session")
+# Uses auth_query through an auth user, as the backend relation sets it up.
+CFG_AUTH_USER = CFG_A.replace(
+    "auth_file = /var/lib/postgresql/pgbouncer/userlist.txt\n",
+    "auth_file = /var/lib/postgresql/pgbouncer/userlist.txt\n"
+    "auth_user = pgbouncer_auth_relation_id_3\n",
+)
 # A listen_port pgbouncer cannot bind: must never reach a container.
 CFG_BAD = _CFG.format(port=70000, mode="session")
 

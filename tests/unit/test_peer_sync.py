@@ -15,6 +15,7 @@ from domain.effects import (
     PublishLeaderHostname,
     RefreshClientRelations,
     Reload,
+    RemoveAuth,
     Report,
     Restart,
     SetHostname,
@@ -40,6 +41,7 @@ from tests.unit.peer_fixtures import (
     AUTH_B,
     AUTH_BAD,
     CFG_A,
+    CFG_AUTH_USER,
     CFG_B,
     CFG_BAD,
     CFG_PORT,
@@ -310,6 +312,22 @@ CHANGED = [
         id="follower: neither valid -> write nothing, no reload",
     ),
     pytest.param(FOLLOWER_SETTLED, [RefreshClientRelations()], id="follower: no change"),
+    pytest.param(
+        evolve(FOLLOWER_SETTLED, store=StoreContents()),
+        [RefreshClientRelations(), RemoveAuth(), Reload(), Acknowledge(ack(CFG_A, None))],
+        id="follower: leader withdrew the auth file, config names no auth user -> remove",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_AUTH_USER, leader_hostname=HOST0),
+            workload=WorkloadFiles(cfg=CFG_AUTH_USER, auth=AUTH_A),
+            own=UnitPeerData(hostname=HOST1, ack=ack(CFG_AUTH_USER, AUTH_A)),
+            store=StoreContents(),
+        ),
+        [RefreshClientRelations()],
+        id="follower: store empty but config still names an auth user -> keep the file",
+    ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
         [RefreshClientRelations(), WriteCfg(CFG_A), Reload()],

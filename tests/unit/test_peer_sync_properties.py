@@ -17,6 +17,7 @@ from domain.effects import (
     PublishCfg,
     PublishLeaderHostname,
     Reload,
+    RemoveAuth,
     Restart,
     SetHostname,
     StoreAuth,
@@ -91,7 +92,16 @@ EVENTS = {
     "update-status": service.on_update_status,
 }
 events = st.sampled_from(sorted(EVENTS))
-_CHANGES = (WriteCfg, WriteAuth, Reload, Restart, PublishCfg, PublishLeaderHostname, StoreAuth)
+_CHANGES = (
+    WriteCfg,
+    WriteAuth,
+    RemoveAuth,
+    Reload,
+    Restart,
+    PublishCfg,
+    PublishLeaderHostname,
+    StoreAuth,
+)
 
 
 def _check_shape(effects: list[Effect]) -> None:
