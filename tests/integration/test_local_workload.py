@@ -239,3 +239,24 @@ def test_an_unreachable_workload_refuses_everything_but_stop(workload: LocalWork
         with pytest.raises(WorkloadUnavailable):
             call()
     workload.stop()
+
+
+def test_a_reload_keeps_processes_started_before_any_auth_file(
+    workload: LocalWorkload, postgres: PostgresCluster
+) -> None:
+    # pgbouncer started as root opens its logfile before it drops to its user: the file must
+    # already belong to that user, or the reopen on a later reload kills the process.
+    port = free_port()
+    workload.write_cfg(pgbouncer_ini(port, postgres))
+    workload.reload()
+    before = workload.pids()
+
+    workload.write_cfg(pgbouncer_ini(port, postgres, pool_mode="transaction"))
+    workload.write_auth(auth_file())
+    workload.reload()
+
+    assert wait_until(lambda: workload.pids() == before, timeout=1.0)
+    for index in range(PROCESSES):
+        logfile = os.path.join(per_process_dir(index, workload.base_dir), "pgbouncer.log")
+        assert pwd.getpwuid(os.stat(logfile).st_uid).pw_name == "postgres"
+    assert show_config(per_process_dir(0, workload.base_dir), port)["pool_mode"] == "transaction"

@@ -277,6 +277,12 @@ class LocalWorkload:
         waiting = []
         for instance in instances:
             settings = _Settings(instance.cfg_path)
+            if settings.logfile:
+                # pgbouncer started as root opens its logfile before dropping to its user;
+                # a root-owned file would then fail the reopen on a later reload.
+                with open(settings.logfile, "ab"):
+                    pass
+                self._own(settings.logfile, 0o600)
             with open(instance.console_path, "wb") as console:
                 proc = subprocess.Popen(
                     [self._bin, instance.cfg_path],
