@@ -40,7 +40,7 @@ from adapters.juju.backend import (
     request_database,
 )
 from adapters.juju.secret_store import StoreUnavailable
-from adapters.postgres.auth_setup import BackendUnavailable, install_auth, make_dsn, remove_auth
+from adapters.postgres.errors import BackendUnavailable
 from domain.backend import (
     BackendCredentials,
     BackendEndpoints,
@@ -172,6 +172,9 @@ class BackendHandlers(ops.Object):
         except InvalidInput as err:
             self._reason(Severity.BLOCKED, f"pgbouncer.ini on the leader is invalid: {err}")
             return
+        # psycopg loads here, in the hooks that reach the backend, not in every hook.
+        from adapters.postgres.auth_setup import install_auth, make_dsn
+
         primary = endpoints.primary
         dsn = make_dsn(primary.address, primary.port, credentials.username, credentials.password)
         try:
@@ -211,6 +214,8 @@ class BackendHandlers(ops.Object):
             endpoints = credentials = None
         if endpoints is None or credentials is None:
             return "drop the pgbouncer_auth_* role on the backend by hand if it is still there"
+        from adapters.postgres.auth_setup import make_dsn, remove_auth
+
         primary = endpoints.primary
         dsn = make_dsn(primary.address, primary.port, credentials.username, credentials.password)
         databases = auth_databases(self.requested_database, endpoints.database)

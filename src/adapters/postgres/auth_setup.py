@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adapters.postgres.errors import BackendUnavailable
 from domain.backend import AUTH_FUNCTION, AUTH_SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,6 @@ _ROLE_ATTRIBUTES = sql.SQL(
     "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
     " VALID UNTIL 'infinity' PASSWORD {verifier}"
 )
-
-
-class BackendUnavailable(Exception):
-    """The backend cannot be set up now; the message is one line and holds no secret."""
 
 
 def make_dsn(host: str, port: int, user: str, password: str, dbname: str = "postgres") -> str:
