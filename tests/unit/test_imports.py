@@ -1,0 +1,44 @@
+"""What the charm's modules import: the domain stays framework- and I/O-free, and a hook
+that never talks to PostgreSQL does not pay for loading its driver."""
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+SRC = pathlib.Path(__file__).resolve().parents[2] / "src"
+FORBIDDEN_IN_DOMAIN = {
+    "ops", "cattrs", "psycopg", "yaml", "subprocess", "socket", "os", "pathlib", "shutil",
+    "io", "tempfile", "urllib.request", "http", "asyncio", "logging",
+}  # fmt: skip
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "domain").glob("*.py")), ids=lambda p: p.name)
+def test_domain_module_imports_no_framework_or_io(path: pathlib.Path):
+    bad = {
+        name
+        for name in _imports(path)
+        if name in FORBIDDEN_IN_DOMAIN or name.split(".")[0] in FORBIDDEN_IN_DOMAIN
+    }
+    assert bad == set()
+
+
+def test_importing_the_charm_does_not_load_the_postgresql_driver():
+    code = "import sys, charm; print(sorted(m for m in sys.modules if m.startswith('psycopg')))"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
