@@ -14,6 +14,7 @@ import ops
 
 from adapters.juju import converters
 from adapters.juju.backend import BACKEND_RELATION, backend_relation, has_credentials
+from adapters.juju.clients import CLIENT_RELATION
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.peer_relation import PEER_RELATION, PeerRelation
 from adapters.juju.secret_store import SECRET_LABEL, StoreUnavailable, open_store
@@ -21,6 +22,7 @@ from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
 from app.backend import BackendHandlers
+from app.clients import ClientHandlers
 from domain.charm_config import CharmConfig
 from domain.effects import Effect
 from domain.errors import InvalidCharmConfig, InvalidPeerData
@@ -68,6 +70,14 @@ class PgBouncerK8sCharm(ops.CharmBase):
         observe(backend.relation_created, self._backend.on_created)
         observe(backend.relation_changed, self._backend.on_changed)
         observe(backend.relation_broken, self._backend.on_broken)
+        # After the charm's and the backend's own observers of the same events.
+        self._clients = ClientHandlers(self)
+        clients = self.on[CLIENT_RELATION]
+        observe(clients.relation_changed, self._clients.on_changed)
+        observe(clients.relation_broken, self._clients.on_broken)
+        observe(backend.relation_changed, self._clients.on_backend_changed)
+        observe(self.on.config_changed, self._clients.on_config_changed)
+        observe(self.on.update_status, self._clients.on_update_status)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
         observe(self.on.collect_app_status, self._on_collect_app_status)
 
@@ -179,9 +189,7 @@ class PgBouncerK8sCharm(ops.CharmBase):
         return self._charm_config
 
     def _refresh_clients(self) -> None:
-        # The database relation (client applications) is not implemented yet: there are no
-        # client databags to bring up to date.
-        logger.debug("no client relations to refresh")
+        self._clients.refresh()
 
     # --- status ------------------------------------------------------------------------------
 

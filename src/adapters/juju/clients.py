@@ -1,0 +1,240 @@
+"""The ``database`` relation: this charm on the provider side of ``postgresql_client`` v0.
+
+What the relation carries (the interface's README in canonical/charm-relation-interfaces):
+
+- the client (requirer) writes in its application databag ``database`` (the database it
+  wants), optionally ``extra-user-roles`` (comma-separated role attributes) and, where it
+  handles Juju secrets, ``requested-secrets`` (a JSON list of the fields to send in secrets);
+- this charm's leader answers in its own application databag with ``database``,
+  ``endpoints``, ``read-only-endpoints``, ``version`` and the credentials: where Juju has
+  secrets, ``secret-user`` holds the URI of a secret owned by this application, granted to
+  the relation, whose content has ``username``, ``password`` and ``uris``; without them
+  (Juju 2.9), ``username``, ``password`` and ``uris`` are plain fields of the databag, as the
+  interface says for a side without secrets.
+
+``read_request`` reads the client's databag into a ``domain.clients.ClientRequest`` with a
+cattrs converter; a request that cannot be served raises ``InvalidClientRequest`` naming the
+key. ``ClientDatabag`` writes the answer, comparing before each write so an unchanged value
+costs no ``relation-set``. ``ClientCredentials`` hands the credentials once and keeps the
+``uris`` current. Nothing here logs or raises a message holding a credential.
+"""
+
+import json
+from collections.abc import Mapping
+
+import attrs
+import cattrs
+import ops
+from cattrs.gen import make_dict_structure_fn, override
+from cattrs.v import format_exception
+
+from domain.clients import ClientRequest, InvalidClientRequest, parse_extra_roles
+from domain.errors import InvalidInput
+
+CLIENT_RELATION = "database"
+DATABASE_KEY = "database"
+EXTRA_USER_ROLES_KEY = "extra-user-roles"
+REQUESTED_SECRETS_KEY = "requested-secrets"
+USER_SECRET_KEY = "secret-user"
+CREDENTIAL_FIELDS = ("username", "password", "uris")
+
+
+class ClientSecretUnavailable(Exception):
+    """The client's credentials secret cannot be created, read or written now."""
+
+
+def client_secret_label(relation_id: int) -> str:
+    return f"database-relation-{relation_id}"
+
+
+# --- reading the request -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RequestFields:
+    """The client's databag as sent, before the domain checks it."""
+
+    database: str | None = None
+    extra_user_roles: str | None = None
+    requested_secrets: tuple[str, ...] | None = None
+
+
+request_converter = cattrs.Converter(forbid_extra_keys=False)
+
+
+def _optional_str(value: object, _type: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _json_names(value: object, _type: object) -> tuple[str, ...] | None:
+    if value is None or value == "":
+        return None
+    try:
+        names = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        raise ValueError("expected a JSON list of field names") from None
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError("expected a JSON list of field names")
+    return tuple(names)
+
+
+request_converter.register_structure_hook(str | None, _optional_str)
+request_converter.register_structure_hook(
+    RequestFields,
+    make_dict_structure_fn(
+        RequestFields,
+        request_converter,
+        extra_user_roles=override(rename=EXTRA_USER_ROLES_KEY),
+        requested_secrets=override(rename=REQUESTED_SECRETS_KEY, struct_hook=_json_names),
+    ),
+)
+
+_DATABAG_KEYS = {
+    "extra_user_roles": EXTRA_USER_ROLES_KEY,
+    "requested_secrets": "requested-secrets",
+}
+
+
+def _format_exception(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, InvalidInput | ValueError) and str(exc):
+        return str(exc)
+    return format_exception(exc, type_)
+
+
+def structure_request(raw: Mapping[str, str]) -> RequestFields:
+    try:
+        return request_converter.structure(dict(raw), RequestFields)
+    except cattrs.BaseValidationError as err:
+        problems = []
+        for problem in cattrs.transform_error(err, format_exception=_format_exception):
+            what, _, path = problem.rpartition(" @ ")
+            key = path.removeprefix("$").removeprefix(".")
+            key = _DATABAG_KEYS.get(key, key)
+            problems.append(f"{key}: {what}" if key else what)
+        raise InvalidClientRequest("; ".join(problems)) from None
+    except (ValueError, TypeError) as err:
+        raise InvalidClientRequest(str(err)) from None
+
+
+def read_request(relation: ops.Relation) -> ClientRequest | None:
+    """The client's request; None until it has written ``database``.
+
+    Raises ``InvalidClientRequest`` when the request cannot be served. ``requested-secrets``
+    is only checked for its shape: where Juju has secrets the credentials always travel in
+    one (``ClientCredentials``), never in the databag.
+    """
+    if relation.app is None:
+        return None
+    fields = structure_request(relation.data[relation.app])
+    if fields.database is None:
+        return None
+    return ClientRequest(
+        relation_id=relation.id,
+        database=fields.database,
+        extra_user_roles=parse_extra_roles(fields.extra_user_roles),
+    )
+
+
+# --- writing the answer --------------------------------------------------------------------------
+
+
+class ClientDatabag:
+    """This application's databag in one client relation (leader only)."""
+
+    def __init__(self, model: ops.Model, relation: ops.Relation):
+        self.relation = relation
+        self._databag = relation.data[model.app]
+
+    @property
+    def database(self) -> str | None:
+        """The database this charm set up for the client (written once it was set up)."""
+        return self._databag.get(DATABASE_KEY) or None
+
+    @property
+    def credentials_handed(self) -> bool:
+        return bool(self._databag.get(USER_SECRET_KEY) or self._databag.get("password"))
+
+    def get(self, key: str) -> str | None:
+        return self._databag.get(key) or None
+
+    def update(self, fields: Mapping[str, str | None]) -> list[str]:
+        """Set the given keys (None removes one); returns the keys that changed."""
+        changed = []
+        for key, value in fields.items():
+            if value is None:
+                if key in self._databag:
+                    del self._databag[key]
+                    changed.append(key)
+            elif self._databag.get(key) != value:
+                self._databag[key] = value
+                changed.append(key)
+        return changed
+
+
+class ClientCredentials:
+    """The client's ``username``, ``password`` and ``uris``: a Juju secret granted to the
+    relation where Juju has secrets, else plain fields of the databag."""
+
+    def __init__(self, model: ops.Model, databag: ClientDatabag):
+        self._model = model
+        self._databag = databag
+        self._label = client_secret_label(databag.relation.id)
+
+    @property
+    def uses_secret(self) -> bool:
+        return self._model.juju_version.has_secrets
+
+    def put(self, username: str, password: str, uris: str) -> None:
+        """Hand the credentials, or bring them up to date; writes only what changed."""
+        content = {"username": username, "password": password, "uris": uris}
+        if not self.uses_secret:
+            self._databag.update(content)
+            return
+        try:
+            secret = self._secret()
+            created = secret is None
+            if secret is None:
+                secret = self._model.app.add_secret(
+                    content, label=self._label, description="pgbouncer-k8s client credentials"
+                )
+                secret.grant(self._databag.relation)
+            elif secret.peek_content() != content:
+                secret.set_content(content)
+            if self._databag.get(USER_SECRET_KEY) is None:
+                if not created:
+                    # Found again (a hook failed after creating it): make sure of the grant.
+                    secret.grant(self._databag.relation)
+                # Looked up by label, a secret has no id; its owner can ask for it.
+                secret_id = secret.id or secret.get_info().id
+                self._databag.update({USER_SECRET_KEY: secret_id})
+        except ops.ModelError as err:
+            raise ClientSecretUnavailable(
+                f"cannot write the client's credentials secret: {_first_line(err)}"
+            ) from None
+
+    def remove(self) -> None:
+        """Remove the secret (if any); the plain fields go with the databag."""
+        if not self.uses_secret:
+            return
+        try:
+            secret = self._secret()
+            if secret is not None:
+                secret.remove_all_revisions()
+        except ops.ModelError as err:
+            raise ClientSecretUnavailable(
+                f"cannot remove the client's credentials secret: {_first_line(err)}"
+            ) from None
+
+    def _secret(self) -> ops.Secret | None:
+        try:
+            return self._model.get_secret(label=self._label)
+        except ops.SecretNotFoundError:
+            return None
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -1,0 +1,332 @@
+"""Client applications served for real: the whole charm under ``ops.testing``, pgbouncer run by
+``LocalWorkload`` in folders under /tmp, the session's PostgreSQL as the backend.
+
+A client gets its credentials from the charm and connects the way an application does (the
+real ``psql``), through pgbouncer, to the database it asked for. Two units are two
+``ops.testing`` states of the same application, each with its own ``LocalWorkload``; what the
+leader publishes is handed to the follower as Juju would, and the follower's acknowledgement
+back to the leader. Both run pgbouncer on the same port (``so_reuseport``), so each is checked
+while the other is stopped.
+"""
+
+import dataclasses
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+
+import pytest
+from localenv.net import free_port
+from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
+from localenv.processes import pgrep
+from ops import testing
+from tests.unit.charm_harness import CONFIG, META, MODEL
+from tests.unit.peer_fixtures import HOST0, HOST1
+
+from adapters.juju.secret_store import SECRET_LABEL
+from adapters.local.workload import LocalWorkload
+from adapters.postgres.auth_setup import make_dsn, remove_auth
+from app.charm import PgBouncerK8sCharm
+from domain.backend import auth_user_for
+from domain.charm_config import CharmConfig, initial_config
+from domain.pgb_config import render_pgb_ini
+from domain.ports import WorkloadPort
+
+pytestmark = pytest.mark.real
+
+PROCESSES = 2
+PEER_ID, BACKEND_ID = 1, 2
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+def charm_with(workload: LocalWorkload) -> type[PgBouncerK8sCharm]:
+    """The charm of one unit, with its own local pgbouncer in place of the container."""
+
+    class UnitCharm(PgBouncerK8sCharm):
+        processes = PROCESSES
+
+        def make_workload(self) -> WorkloadPort:
+            return workload
+
+    return UnitCharm
+
+
+def context(charm: type[PgBouncerK8sCharm], unit_id: int = 0) -> testing.Context:
+    return testing.Context(
+        charm,
+        meta=META,
+        config=CONFIG,
+        juju_version="3.6.0",
+        app_name="pgbouncer-k8s",
+        unit_id=unit_id,
+    )
+
+
+@dataclasses.dataclass
+class World:
+    """The backend's superuser and database, and the client relation's names."""
+
+    backend_user: str
+    backend_password: str
+    backend_database: str
+    client_id: int
+    client_database: str
+
+    @property
+    def client_user(self) -> str:
+        return f"relation_id_{self.client_id}"
+
+
+@pytest.fixture
+def world(postgres: PostgresCluster) -> Iterator[World]:
+    backend_user, backend_password = _name("pgb_backend"), secrets.token_urlsafe(18)
+    postgres.psql(f"CREATE ROLE {backend_user} LOGIN SUPERUSER PASSWORD '{backend_password}'")
+    backend_database = _name("pgb_backend_db")
+    postgres.psql(f'CREATE DATABASE "{backend_database}"')
+    # A relation id no other test uses: the client's role name is cluster-wide.
+    world = World(
+        backend_user,
+        backend_password,
+        backend_database,
+        client_id=secrets.randbelow(90_000) + 10_000,
+        client_database=_name("client_db"),
+    )
+    yield world
+    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
+    for database in (world.client_database, backend_database):
+        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    remove_auth(superuser, auth_user_for(backend_user), ["postgres"])
+    for role in (world.client_user, backend_user):
+        exists = postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
+        if exists == "1":
+            postgres.psql(f"REASSIGN OWNED BY {role} TO {postgres.superuser}")
+            postgres.psql(f"DROP OWNED BY {role}")
+            postgres.psql(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def workloads() -> Iterator[Callable[[str], LocalWorkload]]:
+    """Local workloads, each in its own folder directly under /tmp (the ``postgres`` user
+    must reach it); at the end all are stopped, no process runs from them, folders gone."""
+    made: list[LocalWorkload] = []
+
+    def make(name: str) -> LocalWorkload:
+        workload = LocalWorkload(tempfile.mkdtemp(prefix=f"pgb-{name}-"), processes=PROCESSES)
+        made.append(workload)
+        return workload
+
+    try:
+        yield make
+        for workload in made:
+            workload.stop()
+            assert pgrep(workload.base_dir) == [], "pgbouncer processes left running"
+    finally:
+        for workload in made:
+            workload.stop()
+            shutil.rmtree(workload.base_dir, ignore_errors=True)
+
+
+def initial_cfg(port: int) -> str:
+    """What pebble-ready rendered on the leader, listening on the loopback address only."""
+    cfg = initial_config(CharmConfig(listen_port=port), PROCESSES)
+    return render_pgb_ini(cfg.with_settings({"listen_addr": "127.0.0.1"}))
+
+
+def leader_state(
+    postgres: PostgresCluster, world: World, port: int, follower: bool
+) -> tuple[testing.State, testing.Relation, testing.Relation]:
+    backend_secret = testing.Secret(
+        tracked_content={"username": world.backend_user, "password": world.backend_password}
+    )
+    backend = testing.Relation(
+        "backend-database",
+        id=BACKEND_ID,
+        remote_app_name="postgresql-k8s",
+        remote_app_data={
+            "endpoints": f"{postgres.host}:{postgres.port}",
+            "database": world.backend_database,
+            "version": "15.8",
+            "secret-user": backend_secret.id,
+        },
+    )
+    client = testing.Relation(
+        "database",
+        id=world.client_id,
+        remote_app_name="client-app",
+        remote_app_data={
+            "database": world.client_database,
+            "extra-user-roles": "createdb",
+            "requested-secrets": '["username", "password", "tls", "tls-ca", "uris"]',
+        },
+    )
+    peer = testing.PeerRelation(
+        "pgb-peers",
+        id=PEER_ID,
+        local_unit_data={"hostname": HOST0},
+        peers_data={1: {"hostname": HOST1}} if follower else {},
+    )
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        config={"listen_port": port},
+        relations={peer, backend, client},
+        secrets={backend_secret},
+    )
+    return state, backend, client
+
+
+def client_credentials(out: testing.State, relation_id: int) -> dict[str, str]:
+    secret_id = out.get_relation(relation_id).local_app_data["secret-user"]
+    content = out.get_secret(id=secret_id).latest_content
+    assert content is not None
+    return dict(content)
+
+
+def as_client(port: int, credentials: dict[str, str], dbname: str, sql: str) -> str:
+    return psql(
+        sql,
+        host="127.0.0.1",
+        port=port,
+        user=credentials["username"],
+        password=credentials["password"],
+        dbname=dbname,
+    )
+
+
+def count(postgres: PostgresCluster, query: str, dbname: str = "postgres") -> str:
+    return postgres.psql(query, dbname=dbname)
+
+
+def test_a_single_unit_serves_a_client_in_the_hook_of_its_request(postgres, world, workloads):
+    port = free_port()
+    leader = workloads("leader")
+    leader.write_cfg(initial_cfg(port))
+    state, backend, client = leader_state(postgres, world, port, follower=False)
+    ctx = context(charm_with(leader))
+
+    set_up = ctx.run(ctx.on.relation_changed(backend, remote_unit=0), state)
+    client = set_up.get_relation(client.id)
+    out = ctx.run(ctx.on.relation_changed(client, remote_unit=0), set_up)
+
+    assert out.deferred == []
+    assert out.unit_status == testing.ActiveStatus(f"pgbouncer on port {port}, 2 processes")
+    answer = out.get_relation(client.id).local_app_data
+    assert answer["database"] == world.client_database
+    assert answer["endpoints"] == f"{HOST0}:{port}"
+    assert answer["read-only-endpoints"] == f"{HOST0}:{port}"
+    assert answer["version"] == "15.8"
+    credentials = client_credentials(out, client.id)
+    assert credentials["username"] == world.client_user
+    assert credentials["uris"] == (
+        f"postgresql://{world.client_user}:{credentials['password']}@{HOST0}:{port}/"
+        f"{world.client_database}"
+    )
+    assert credentials["password"] not in "".join(answer.values())
+    # The client's own database, owned by its role, which got CREATEDB and nothing more.
+    owner = "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}'"
+    assert count(postgres, owner.format(world.client_database)) == world.client_user
+    attributes = "SELECT rolcreatedb, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = '{}'"
+    assert count(postgres, attributes.format(world.client_user)) == "t|f|f"
+    # Through pgbouncer, to its database and to the read-only entry.
+    who = "SELECT current_user || '@' || current_database()"
+    expected = f"{world.client_user}@{world.client_database}"
+    assert as_client(port, credentials, world.client_database, who) == expected
+    assert as_client(port, credentials, world.client_database + "_readonly", who) == expected
+    with pytest.raises(PostgresError, match="authentication failed"):
+        as_client(port, credentials | {"password": "not-it"}, world.client_database, who)
+
+
+def test_two_units_serve_a_client_once_both_applied_and_broken_drops_it(
+    postgres, world, workloads
+):
+    port = free_port()
+    leader, follower = workloads("leader"), workloads("follower")
+    leader.write_cfg(initial_cfg(port))
+    state, backend, client = leader_state(postgres, world, port, follower=True)
+    leader_ctx = context(charm_with(leader))
+    follower_ctx = context(charm_with(follower), unit_id=1)
+
+    # The leader sets up the backend, then serves the request: unit 1 has applied nothing.
+    set_up = leader_ctx.run(leader_ctx.on.relation_changed(backend, remote_unit=0), state)
+    client = set_up.get_relation(client.id)
+    served = leader_ctx.run(leader_ctx.on.relation_changed(client, remote_unit=0), set_up)
+    assert served.unit_status == testing.WaitingStatus(
+        f"waiting for 1 unit to apply database {world.client_database}"
+    )
+    assert "secret-user" not in served.get_relation(client.id).local_app_data
+
+    # The follower applies what the leader published (Juju carries the databags over).
+    published = served.get_relation(PEER_ID)
+    follower_peer = testing.PeerRelation(
+        "pgb-peers",
+        id=PEER_ID,
+        local_app_data=published.local_app_data,
+        local_unit_data={"hostname": HOST1},
+        peers_data={0: published.local_unit_data},
+    )
+    store = served.get_secret(label=SECRET_LABEL)
+    follower_state = testing.State(
+        leader=False,
+        model=MODEL,
+        config={"listen_port": port},
+        relations={follower_peer},
+        secrets={store},
+    )
+    applied = follower_ctx.run(
+        follower_ctx.on.relation_changed(follower_peer, remote_unit=0), follower_state
+    )
+    assert follower.read_cfg() == leader.read_cfg()
+    assert follower.read_auth() == leader.read_auth()
+
+    # Its acknowledgement reaches the leader: the credentials are handed.
+    leader_peer = testing.PeerRelation(
+        "pgb-peers",
+        id=PEER_ID,
+        local_app_data=published.local_app_data,
+        local_unit_data=published.local_unit_data,
+        peers_data={1: applied.get_relation(PEER_ID).local_unit_data},
+    )
+    acked = dataclasses.replace(
+        served, relations={*(r for r in served.relations if r.id != PEER_ID), leader_peer}
+    )
+    handed = leader_ctx.run(leader_ctx.on.relation_changed(leader_peer, remote_unit=1), acked)
+    answer = handed.get_relation(client.id).local_app_data
+    assert answer["endpoints"] == f"{HOST0}:{port}"
+    assert answer["read-only-endpoints"] == f"{HOST1}:{port}"
+    credentials = client_credentials(handed, client.id)
+
+    # Through each unit's pgbouncer in turn (both listen on the port: one is stopped).
+    who = "SELECT current_user || '@' || current_database()"
+    expected = f"{world.client_user}@{world.client_database}"
+    follower.stop()
+    assert as_client(port, credentials, world.client_database, who) == expected
+    as_client(port, credentials, world.client_database, "CREATE TABLE kept (n int)")
+    as_client(port, credentials, world.client_database, "INSERT INTO kept VALUES (42)")
+    leader.stop()
+    follower.reload()  # starts the follower's processes again, with its files as they are
+    try:
+        assert as_client(port, credentials, world.client_database + "_readonly", who) == expected
+    finally:
+        follower.stop()
+    leader.reload()
+
+    # The client goes: its role is dropped, its data stays, the leader forgets it.
+    broken = leader_ctx.run(leader_ctx.on.relation_broken(handed.get_relation(client.id)), handed)
+    assert broken.deferred == []
+    role_query = f"SELECT count(*) FROM pg_roles WHERE rolname = '{world.client_user}'"
+    assert count(postgres, role_query) == "0"
+    assert count(postgres, "SELECT n FROM kept", dbname=world.client_database) == "42"
+    cfg = leader.read_cfg()
+    assert cfg is not None
+    assert f"\n{world.client_database} = " not in cfg
+    assert f"\n{world.client_database}_readonly = " not in cfg
+    store_content = broken.get_secret(label=SECRET_LABEL).latest_content
+    assert store_content is not None
+    assert f"relation-id-{world.client_id}" not in store_content
+    assert broken.get_relation(PEER_ID).local_app_data["cfg_file"] == cfg
+    assert not [s for s in broken.secrets if s.label == f"database-relation-{world.client_id}"]
+    with pytest.raises(PostgresError):
+        as_client(port, credentials, world.client_database, who)
