@@ -400,11 +400,6 @@ def test_credentials_are_handed_in_a_granted_secret_once_every_unit_applied(fold
     assert_no_credential_in_plain_sight(out)
 
 
-# On Juju 2.9 the interface puts the credentials in plain fields of the client's databag, as
-# the contract puts the peer store in the peer databag; tests/secrets_audit.py exempts only the
-# latter, so this run would be reported as a leak. Unskip once the audit also exempts
-# ``username``, ``password`` and ``uris`` of the ``database`` relation on a Juju without secrets.
-@pytest.mark.skip(reason="the secrets audit does not exempt the interface's plain fields yet")
 def test_without_juju_secrets_credentials_are_plain_fields(folder):
     state, peer, relation = served_state(folder, CFG_SERVED, juju="2.9.44")
     ctx = context("2.9.44")
