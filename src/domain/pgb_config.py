@@ -51,10 +51,15 @@ choices); a connection-string value is never quoted, since it may be a password,
 of a ``ConnString`` masks its ``password``.
 
 Speed matters because every hook parses the file and a busy unit has one database per client
-relation (``bench/bench_pgb_config.py`` times 1,000). So the parser works line by line with
+relation (``bench/bench_pgb_config.py`` times 1,000). The general parser works line by line with
 ``str`` methods, splits connection strings already in the rendered shape with one regex (a
 character-by-character scanner, the reference for pgbouncer's grammar, takes every other text),
-and a ``ConnString`` keeps its rendered text, so rendering what was just parsed costs nothing.
+and a ``ConnString`` keeps its rendered text, so rendering what was just parsed costs nothing. A
+large ``[databases]`` section exactly as ``render_pgb_ini`` writes it takes a faster path: one
+regex pass over the whole section proves every line valid (known keys in sorted order, typed
+values, canonical quoting), and each entry's parameters are split out of its text only when
+first used. Whatever that regex does not take goes the general way, and the tests check that
+both ways accept, refuse and build alike.
 """
 
 import enum
@@ -62,8 +67,8 @@ import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
-from typing import TypeVar, cast
+from operator import itemgetter, lt
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import attrs
 
@@ -323,6 +328,7 @@ _VALUE_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _NON_CONTROL_BYTES = bytes(b for b in range(256) if not (b < 9 or 10 < b < 32 or b == 127))
 
 _first = itemgetter(0)
+_lt = lt
 # Frozen attrs classes are filled with object.__setattr__; local names save a lookup per call.
 _new = object.__new__
 _set = object.__setattr__
@@ -439,6 +445,23 @@ class ConnString:
             _set(self, "_text", text)
         return text
 
+    if not TYPE_CHECKING:  # type checkers keep flagging unknown attributes
+
+        def __getattr__(self, name: str) -> object:
+            # Only reached for a slot that is not set: parse_pgb_ini leaves params and _by_key
+            # of the entries it proved valid unset (see _lazy_conn), and they are split out of
+            # the rendered text on first use. Any other missing attribute is an AttributeError.
+            if name in _LAZY_CONN_SLOTS:
+                text = object.__getattribute__(self, "_text")
+                pairs = [
+                    (key, plain or quoted.replace("''", "'"))
+                    for key, quoted, plain in _QUOTED_PAIR_RE.findall(text)
+                ]
+                _set(self, "params", tuple(pairs))
+                _set(self, "_by_key", dict(pairs))
+                return object.__getattribute__(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def get(self, key: str) -> str | None:
         """The value of ``key``, or None."""
         return self._by_key.get(key)
@@ -461,6 +484,47 @@ _QUOTED_CONN_RE = re.compile(
     r"[^ =']+=(?:'(?:[^']|'')+'|[^ ']+)(?: [^ =']+=(?:'(?:[^']|'')+'|[^ ']+))*"
 )
 _QUOTED_PAIR_RE = re.compile(r"(?:^| )([^ =']+)=(?:'((?:[^']|'')+)'|([^ ']+))")
+_LAZY_CONN_SLOTS = frozenset({"params", "_by_key"})
+
+
+def _lazy_conn(text: str) -> ConnString:
+    """A ConnString of ``text``, which ``_rendered_databases_re`` has matched: rendered text."""
+    conn = _new(ConnString)
+    _set(conn, "_text", text)
+    return conn
+
+
+# What render() writes for a value of each type of parameter, and nothing else: any other text
+# (a port with a leading zero, a count of ten digits, quotes render() would not write...) takes
+# the general path, which accepts or refuses it. The section holds no control character, tab
+# included (the caller checks), and values end at a space or the end of the line.
+_RENDERED_VALUES: Mapping[Callable[[str], str | None], str] = {
+    # Unquoted: no blank, no quote. Quoted: holds a space or a quote (else render() would not
+    # quote it), "''" is a quote; possessive, as pgbouncer reads it, so there is no backtracking.
+    _check_text: r"(?:[^ '\n]++|'(?=[^ '\n]*+(?: |''))(?:[^'\n]|'')++')",
+    _check_port: r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+    r"|6553[0-5])",
+    _check_count: r"[0-9]{1,9}",  # at most 999999999 < 2**31 - 1
+    _check_pool_mode: "(?:" + "|".join(POOL_MODES) + ")",
+}
+
+
+@functools.cache
+def _rendered_databases_re() -> re.Pattern[str]:
+    """Matches a whole ``[databases]`` line in the shape render_pgb_ini writes it.
+
+    The parameters a database accepts, each at most once and in sorted order, each after one
+    space, up to the end of the line: so a match proves the keys known and unique, the values
+    non-empty and valid, and the text exactly what render() would write. Group 2 is the
+    connection string after a space, or empty. Compiling it takes a millisecond or two, hence
+    on first use and only for large sections (``_FAST_PATH_MIN_DATABASES``).
+    """
+    pairs = "".join(
+        rf"(?: {key}={_RENDERED_VALUES[check]})?+"
+        for key, check in sorted(DATABASE_PARAMS.items())
+        if check in _RENDERED_VALUES
+    )
+    return re.compile(rf"^([A-Za-z0-9_.*-]+) =({pairs})$", re.MULTILINE)
 
 
 def _conn_from_text(text: str, controls_checked: bool = False) -> ConnString:
@@ -620,21 +684,7 @@ class PgbConfig:
         self._validate_peers()
 
     def _validate_databases(self) -> None:
-        databases = self.databases
-        _check_duplicates("databases", databases)
-        names = [name for name, _ in databases]
-        if names and not _DB_NAMES_RE.fullmatch("\n".join(names)):
-            for name in names:
-                if not _DB_NAME_RE.fullmatch(name):
-                    raise _fail(
-                        "databases", name, "a database name may hold only A-Z a-z 0-9 _ . - *"
-                    )
-        if "pgbouncer" in names:
-            raise _fail("databases", "pgbouncer", "reserved for pgbouncer's admin console")
-        known = _DATABASE_KEYS.issuperset
-        for name, conn in databases:
-            if not known(conn._by_key):
-                _check_keys("databases", name, conn, _DATABASE_KEYS)
+        _check_databases(self.databases)
 
     def _validate_settings(self) -> None:
         _check_duplicates("pgbouncer", self.pgbouncer)
@@ -691,7 +741,8 @@ class PgbConfig:
                 settings.pop(key, None)
             else:
                 settings[key] = value
-        return attrs.evolve(self, pgbouncer=settings)
+        # The databases, users and peers are self's, checked when self was built.
+        return _config_with_checked_databases(self.databases, settings, self.users, self.peers)
 
     def database(self, name: str) -> ConnString | None:
         """The connection string of database ``name``, or None."""
@@ -699,13 +750,54 @@ class PgbConfig:
 
     def with_database(self, name: str, conn: ConnString) -> "PgbConfig":
         """This configuration with database ``name`` added or replaced."""
-        return attrs.evolve(self, databases={**self._databases, name: conn})
+        _check_databases(((name, conn),))  # the others were checked when self was built
+        databases = _sorted_pairs({**self._databases, name: conn})
+        return _config_with_checked_databases(databases, self.pgbouncer, self.users, self.peers)
 
     def without_database(self, name: str) -> "PgbConfig":
         """This configuration without database ``name`` (itself if there is none)."""
         if name not in self._databases:
             return self
-        return attrs.evolve(self, databases=[d for d in self.databases if d[0] != name])
+        databases = tuple(d for d in self.databases if d[0] != name)
+        return _config_with_checked_databases(databases, self.pgbouncer, self.users, self.peers)
+
+
+def _check_databases(databases: tuple[tuple[str, ConnString], ...]) -> None:
+    _check_duplicates("databases", databases)
+    names = [name for name, _ in databases]
+    if names and not _DB_NAMES_RE.fullmatch("\n".join(names)):
+        for name in names:
+            if not _DB_NAME_RE.fullmatch(name):
+                raise _fail("databases", name, "a database name may hold only A-Z a-z 0-9 _ . - *")
+    if "pgbouncer" in names:
+        raise _fail("databases", "pgbouncer", "reserved for pgbouncer's admin console")
+    known = _DATABASE_KEYS.issuperset
+    for name, conn in databases:
+        if not known(conn._by_key):
+            _check_keys("databases", name, conn, _DATABASE_KEYS)
+
+
+def _config_with_checked_databases(
+    databases: tuple[tuple[str, ConnString], ...],
+    pgbouncer: Mapping[str, str] | Iterable[tuple[str, str]],
+    users: Mapping[str, str] | Iterable[tuple[str, str]],
+    peers: Iterable[tuple[int, ConnString]],
+) -> PgbConfig:
+    """``PgbConfig(...)`` for ``databases`` already sorted, unique and checked.
+
+    Exactly what the constructor does (its converters, then its checks) but the databases
+    check, which would repeat, for every database, what ``_parse_rendered`` proved or what
+    building the PgbConfig they come from checked.
+    """
+    cfg = _new(PgbConfig)
+    _set(cfg, "databases", databases)
+    _set(cfg, "pgbouncer", _normalised_settings(pgbouncer))
+    _set(cfg, "users", _sorted_pairs(users))
+    _set(cfg, "peers", _sorted_peers(peers))
+    cfg._validate_settings()
+    cfg._validate_users()
+    cfg._validate_peers()
+    return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,11 +806,56 @@ class PgbConfig:
 
 def parse_pgb_ini(text: str) -> PgbConfig:
     """The configuration in ``text``; ``InvalidPgbConfig`` names the first problem found."""
+    return _parse(text, _FAST_PATH_MIN_DATABASES)
+
+
+# The fast path saves some 4 us per database and parse, and its regex costs 1-2 ms to compile
+# once per process (a hook parses the file two or three times): below this many databases the
+# general path is the cheaper one.
+_FAST_PATH_MIN_DATABASES = 200
+
+
+def _parse(text: str, fast_path_min_databases: int) -> PgbConfig:
     _reject_control_characters(text)
+    if text.startswith(_DATABASES_HEADER):
+        try:
+            cfg = _parse_rendered(text, fast_path_min_databases)
+        except InvalidPgbConfig:
+            cfg = None  # the general path finds it again, with its line number
+        if cfg is not None:
+            return cfg
+    return _parse_general(text)
+
+
+def _parse_general(text: str) -> PgbConfig:
+    """``text`` read line by line: any text pgbouncer reads, with the first problem named."""
+    sections = _read_sections(text.split("\n"))
+    for required in ("databases", "pgbouncer"):
+        if required not in sections:
+            raise InvalidPgbConfig(f"section [{required}] is missing")
+
+    entries = sections["databases"]
+    try:
+        databases = [(name, _conn_from_text(value, True)) for name, value in entries.items()]
+    except InvalidPgbConfig:
+        # Only now pay for naming the entry: a try per entry costs a call per entry.
+        for name, value in entries.items():
+            _parse_entry("databases", name, value, controls_checked=True)
+        raise
+    return PgbConfig(
+        databases=databases,
+        pgbouncer=sections["pgbouncer"],
+        users=sections.get("users", {}),
+        peers=_parse_peers(sections),
+    )
+
+
+def _read_sections(lines: list[str]) -> dict[str, dict[str, str]]:
+    """The raw ``key = value`` texts of ``lines``, by section, checked line by line."""
     sections: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     section = ""
-    for number, raw in enumerate(text.split("\n"), 1):
+    for number, raw in enumerate(lines, 1):
         line = raw.strip(" \t")
         if not line:
             continue
@@ -747,26 +884,55 @@ def parse_pgb_ini(text: str) -> PgbConfig:
         if key in current:
             raise InvalidPgbConfig(f"line {number}: [{section}] {key}: given more than once")
         current[key] = value.lstrip(" \t")
-    for required in ("databases", "pgbouncer"):
-        if required not in sections:
-            raise InvalidPgbConfig(f"section [{required}] is missing")
+    return sections
 
-    entries = sections["databases"]
-    try:
-        databases = [(name, _conn_from_text(value, True)) for name, value in entries.items()]
-    except InvalidPgbConfig:
-        # Only now pay for naming the entry: a try per entry costs a call per entry.
-        for name, value in entries.items():
-            _parse_entry("databases", name, value, controls_checked=True)
-        raise
-    return PgbConfig(
-        databases=databases,
-        pgbouncer=sections["pgbouncer"],
-        users=sections.get("users", {}),
-        peers=[
-            (_peer_id(key), _parse_entry("peers", key, value, controls_checked=True))
-            for key, value in sections.get("peers", {}).items()
-        ],
+
+def _parse_peers(sections: dict[str, dict[str, str]]) -> list[tuple[int, ConnString]]:
+    return [
+        (_peer_id(key), _parse_entry("peers", key, value, controls_checked=True))
+        for key, value in sections.get("peers", {}).items()
+    ]
+
+
+_DATABASES_HEADER = "[databases]\n"
+_PGBOUNCER_HEADER = "\n[pgbouncer]\n"
+
+
+def _parse_rendered(text: str, min_databases: int = 0) -> PgbConfig | None:
+    """``text`` read the fast way when its ``[databases]`` section is as render_pgb_ini writes
+    it and has at least ``min_databases`` lines, else None. The caller has refused control
+    characters but tab.
+
+    Every line of the section must match ``_rendered_databases_re`` (one regex pass over the
+    whole section), the names must be strictly increasing (sorted and unique), and the result
+    must be what the general path would build: the rest of the text goes through the general
+    reader and PgbConfig's checks. An entry's parameters are split on first use.
+    """
+    end = text.find(_PGBOUNCER_HEADER)
+    if end < len(_DATABASES_HEADER) or text[end - 1] != "\n":
+        return None
+    body = text[len(_DATABASES_HEADER) : end - 1]
+    if body:
+        lines = body.count("\n") + 1
+        if lines < min_databases or "\t" in body:
+            return None
+        found = _rendered_databases_re().findall(body)
+        if len(found) != lines:
+            return None  # a line the regex did not take: blank, comment, other shape
+        names = [name for name, _ in found]
+        if not all(map(_lt, names, itertools.islice(names, 1, None))) or "pgbouncer" in names:
+            return None
+        conns = map(_lazy_conn, [conn[1:] for _, conn in found])
+        databases = tuple(zip(names, conns, strict=True))
+    elif min_databases > 0:
+        return None
+    else:
+        databases = ()
+    sections = _read_sections(text[end + 1 :].split("\n"))
+    if "databases" in sections:
+        return None
+    return _config_with_checked_databases(
+        databases, sections["pgbouncer"], sections.get("users", {}), _parse_peers(sections)
     )
 
 
@@ -815,8 +981,10 @@ def _peer_id(key: str) -> int:
 def render_pgb_ini(cfg: PgbConfig) -> str:
     """The text of ``cfg``: sections in a fixed order, sorted keys, ``key = value`` lines."""
     lines = ["[databases]"]
+    # conn._text is render()'s cache (None until rendered, "" for an empty entry): reading it
+    # saves a method call per database.
     lines += [
-        f"{name} = {text}" if (text := conn.render()) else f"{name} ="
+        f"{name} = {text}" if (text := conn._text or conn.render()) else f"{name} ="
         for name, conn in cfg.databases
     ]
     lines += ["", "[pgbouncer]"]

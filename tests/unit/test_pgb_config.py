@@ -979,6 +979,190 @@ def test_fast_split_agrees_with_the_scanner(text: str) -> None:
         assert fast.render() == ConnString(fast.params).render()
 
 
+# The fast path of parse_pgb_ini: a large [databases] section in the shape render_pgb_ini writes
+# is read with one regex and each entry is split on first use; any other text goes the general,
+# line-by-line way. Both must accept, refuse and build exactly alike. ``_parse(text, 0)`` is
+# parse_pgb_ini with the fast path tried on sections of any size.
+
+_DB_TOKENS = st.sampled_from(
+    [
+        "host=h",
+        "host=10.0.0.1",
+        "port=5432",
+        "port=05432",
+        "port=65535",
+        "port=65536",
+        "port=0",
+        "pool_size=999999999",
+        "pool_size=2147483647",
+        "pool_size=2147483648",
+        "pool_mode=session",
+        "pool_mode=sessions",
+        "password='a b'",
+        "password='ab'",
+        "password='a''b'",
+        "password='''",
+        "password=a'b",
+        "user=x",
+        "user=é",
+        "dbname=",
+        "auth_user=u",
+        "max_user_connections=1",
+        "auth_dbname=postgres",
+        "=",
+        "'",
+        " ",
+        "  ",
+        "\t",
+    ]
+)
+_DB_LINE = st.tuples(
+    st.sampled_from(["a", "b", "c.d", "*", "pgbouncer", "a b", ";a", ""]),
+    st.sampled_from([" = ", " =", "=", " =  "]),
+    st.lists(_DB_TOKENS, max_size=6).map(" ".join),
+).map("".join)
+_DB_TEXTS = st.builds(
+    lambda lines, gap, tail: (
+        "[databases]\n"
+        + "".join(line + "\n" for line in lines)
+        + gap
+        + "[pgbouncer]\nlogfile = /l\npidfile = /p\n"
+        + tail
+    ),
+    st.lists(_DB_LINE, max_size=5),
+    st.sampled_from(["\n", "", "\n\n", "; c\n"]),
+    st.sampled_from(["", "[users]\nbob = pool_mode=session\n", "[databases]\n", "x\n"]),
+)
+
+
+def _parsed(parse: object, text: str) -> object:
+    try:
+        cfg = parse(text)  # pyright: ignore[reportCallIssue]
+    except InvalidPgbConfig as err:
+        return str(err)
+    assert isinstance(cfg, PgbConfig)
+    return (cfg, render_pgb_ini(cfg), [(name, conn.params) for name, conn in cfg.databases])
+
+
+@settings(max_examples=600)
+@given(st.one_of(_DB_TEXTS, CONFIGS.map(render_pgb_ini)))
+def test_fast_parse_agrees_with_the_general_parser(text: str) -> None:
+    assert _parsed(_fast_first, text) == _parsed(_general_only, text)
+
+
+def _fast_first(text: str) -> PgbConfig:
+    return pgb_config._parse(text, 0)
+
+
+def _general_only(text: str) -> PgbConfig:
+    pgb_config._reject_control_characters(text)
+    return pgb_config._parse_general(text)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "app = port=05432",  # valid, but not the shape render() writes
+        "app = host='h'",  # render() would not quote it
+        "app = host=h  port=1",
+        "app = port=1 host=h",  # keys out of order
+        "app = host=h host=i",
+        "app = pool_size=2147483647",
+        "app =  ",
+    ],
+)
+def test_text_in_another_shape_takes_the_general_path(line: str) -> None:
+    text = ini(databases=line + "\n")
+    assert pgb_config._parse_rendered(text) is None
+    assert _parsed(_fast_first, text) == _parsed(_general_only, text)
+
+
+def test_rendered_entries_are_split_on_first_use() -> None:
+    text = ini(databases="app = dbname=d host=h password='s3 cr''t' port=5432\nb =\n")
+    cfg = pgb_config._parse_rendered(text)
+    assert cfg is not None
+    conn = cfg.database("app")
+    assert conn is not None
+    with pytest.raises(AttributeError):
+        object.__getattribute__(conn, "params")  # not split yet
+    assert conn.render() == "dbname=d host=h password='s3 cr''t' port=5432"
+    assert conn.get("password") == "s3 cr't"
+    expected = ConnString({"dbname": "d", "host": "h", "password": "s3 cr't", "port": "5432"})
+    assert conn == expected
+    assert hash(conn) == hash(expected)
+    assert repr(conn) == (
+        "ConnString(params=(('dbname', 'd'), ('host', 'h'), ('password', '***'), "
+        "('port', '5432')))"
+    )
+    assert cfg.database("b") == ConnString(())
+    assert cfg == parse_pgb_ini(text) == pgb_config._parse_general(text)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        getattr(conn, "nothing")  # noqa: B009
+
+
+def test_rendered_text_is_still_fully_checked() -> None:
+    # The fast path gives up on these; the general path names the problem and its line.
+    with pytest.raises(InvalidPgbConfig, match=r"^line 3: \[databases\] a: given more than once$"):
+        _fast_first(ini(databases="a = host=h\na = host=i\n"))
+    with pytest.raises(InvalidPgbConfig, match=r"^\[databases\] pgbouncer: reserved"):
+        _fast_first(ini(databases="pgbouncer = host=h\n"))
+    with pytest.raises(InvalidPgbConfig, match=r"^\[databases\] a: port: 0 is not a port"):
+        _fast_first(ini(databases="a = port=0\n"))
+    with pytest.raises(InvalidPgbConfig, match=r"^line 8: section \[databases\] is given twice"):
+        _fast_first(ini(databases="a = host=h\n", extra="[databases]\n"))
+    with pytest.raises(InvalidPgbConfig, match=r"^\[pgbouncer\] listen_port: 0 is not a port"):
+        _fast_first(ini(databases="a = host=h\n", pgbouncer="listen_port = 0"))
+
+
+def _built(make: object) -> object:
+    try:
+        return make()  # pyright: ignore[reportCallIssue]
+    except InvalidPgbConfig as err:
+        return str(err)
+
+
+@given(
+    CONFIGS,
+    st.one_of(_NAME, st.sampled_from(["pgbouncer", "a b", ""])),
+    st.one_of(_DB_CONN, _PEER_CONN, st.just(ConnString({"max_user_connections": "1"}))),
+    st.dictionaries(
+        st.sampled_from(["listen_port", "pool_mode", "logfile", "LISTEN_PORT", "nope"]),
+        st.one_of(st.none(), st.sampled_from(["6432", "0", "session", "x", ""])),
+        max_size=3,
+    ),
+)
+def test_changes_check_like_the_constructor(
+    cfg: PgbConfig, name: str, conn: ConnString, changes: dict[str, str | None]
+) -> None:
+    # with_database, without_database and with_settings check only what changed; they must
+    # accept and refuse exactly like building the changed configuration from scratch.
+    def rebuilt(databases: dict[str, ConnString], settings: dict[str, str]) -> PgbConfig:
+        return PgbConfig(databases, settings, users=cfg.users, peers=cfg.peers)
+
+    databases, settings = dict(cfg.databases), dict(cfg.pgbouncer)
+    assert _built(lambda: cfg.with_database(name, conn)) == _built(
+        lambda: rebuilt({**databases, name: conn}, settings)
+    )
+    assert cfg.without_database(name) == rebuilt(
+        {key: value for key, value in databases.items() if key != name}, settings
+    )
+    changed = {key: value for key, value in {**settings, **changes}.items() if value is not None}
+    assert _built(lambda: cfg.with_settings(changes)) == _built(
+        lambda: rebuilt(databases, changed)
+    )
+
+
+def test_large_rendered_sections_take_the_fast_path() -> None:
+    size = pgb_config._FAST_PATH_MIN_DATABASES
+    lines = "".join(f"db{i:04} = dbname=d{i} host=10.0.0.1 port=5432\n" for i in range(size))
+    text = ini(databases=lines)
+    fast = pgb_config._parse_rendered(text, size)
+    assert fast is not None
+    assert pgb_config._parse_rendered(ini(databases=lines.partition("\n")[2]), size) is None
+    assert parse_pgb_ini(text) == fast == _general_only(text)
+    assert render_pgb_ini(fast) == text.rstrip("\n") + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # The real pgbouncer 1.18
 
