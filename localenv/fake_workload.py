@@ -1,0 +1,114 @@
+"""A recording fake of the workload port: files in memory, processes as counters.
+
+``FakeWorkload`` implements ``domain.ports.WorkloadPort`` the way ``LocalWorkload`` behaves,
+without starting anything, so the multi-unit model can run hundreds of event orders (or 50
+units) in seconds:
+
+- ``write_cfg`` validates the text as ``LocalWorkload`` does (``InvalidPgbConfig`` writes
+  nothing) and keeps it; ``write_auth`` keeps the text;
+- the "processes" are one flag: ``restart()`` needs a config (as a real start does: it raises
+  ``WorkloadUnavailable`` otherwise), starts them and counts a restart; ``reload()`` counts a
+  reload (SIGHUP) when they run and starts them when they do not, as ``LocalWorkload`` does;
+- ``loaded`` is the pair of files the processes last read (at a start or a reload), so a test
+  can tell files written but never applied from files running;
+- ``set_reachable(False)`` makes every port method fail as an unreachable container does, and
+  ``wipe()`` is a rescheduled pod: empty folder, nothing running.
+"""
+
+from domain.pgb_config import parse_pgb_ini
+from domain.ports import WorkloadUnavailable
+
+
+class FakeWorkload:
+    """``domain.ports.WorkloadPort`` in memory, counting writes, reloads and restarts."""
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+        self.cfg: str | None = None
+        self.auth: str | None = None
+        self.running = False
+        self.loaded: tuple[str | None, str | None] | None = None
+        self.cfg_writes = 0
+        self.auth_writes = 0
+        self.reloads = 0
+        self.restarts = 0
+        self.starts = 0
+        self._reachable = True
+
+    # -- reachability -----------------------------------------------------------------------
+
+    def is_reachable(self) -> bool:
+        return self._reachable
+
+    def set_reachable(self, reachable: bool) -> None:
+        self._reachable = reachable
+
+    def _check(self) -> None:
+        if not self._reachable:
+            raise WorkloadUnavailable(f"the fake workload {self.name} is unreachable")
+
+    # -- files -------------------------------------------------------------------------------
+
+    def read_cfg(self) -> str | None:
+        self._check()
+        return self.cfg
+
+    def read_auth(self) -> str | None:
+        self._check()
+        return self.auth
+
+    def write_cfg(self, content: str) -> None:
+        self._check()
+        parse_pgb_ini(content)
+        self.cfg = content
+        self.cfg_writes += 1
+
+    def write_auth(self, content: str) -> None:
+        self._check()
+        self.auth = content
+        self.auth_writes += 1
+
+    def remove_auth(self) -> None:
+        self._check()
+        self.auth = None
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        self._check()
+        if not self.running:
+            self._start()
+            return
+        self.reloads += 1
+        self.loaded = (self.cfg, self.auth)
+
+    def restart(self) -> None:
+        self._check()
+        self._start()
+        self.restarts += 1
+
+    def _start(self) -> None:
+        if self.cfg is None:
+            raise WorkloadUnavailable(f"the fake workload {self.name} has no pgbouncer.ini")
+        self.running = True
+        self.starts += 1
+        self.loaded = (self.cfg, self.auth)
+
+    def stop(self) -> None:
+        self.running = False
+        self.loaded = None
+
+    def wipe(self) -> None:
+        """A rescheduled pod: the container's folder is empty and nothing runs."""
+        self.stop()
+        self.cfg = None
+        self.auth = None
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "reloads": self.reloads,
+            "restarts": self.restarts,
+            "starts": self.starts,
+            "cfg_writes": self.cfg_writes,
+            "auth_writes": self.auth_writes,
+        }
