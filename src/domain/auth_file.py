@@ -65,8 +65,11 @@ _MD5 = re.compile(r"md5[0-9a-f]{32}")
 _MD5_ANY_CASE = re.compile(r"md5[0-9a-f]{32}", re.IGNORECASE)
 _B64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
 _KEY32 = r"[A-Za-z0-9+/]{43}="
-_SCRAM = re.compile(
-    rf"SCRAM-SHA-256\$(?P<iterations>[1-9][0-9]{{0,9}}):(?!\$)(?:{_B64})\$(?:{_KEY32}):(?:{_KEY32})"
+# Compiled by re's cache on first use, not at import: only a secret that starts like a SCRAM
+# verifier, and the ``kind`` of an entry whose secret is not md5, are matched against it.
+_SCRAM = (
+    rf"SCRAM-SHA-256\$(?P<iterations>[1-9][0-9]{{0,9}}):(?!\$)(?:{_B64})"
+    rf"\$(?:{_KEY32}):(?:{_KEY32})"
 )
 _SCRAM_PREFIX = "SCRAM-SHA-256$"
 # pgbouncer stores the iteration count in a C int.
@@ -82,7 +85,7 @@ class SecretKind(enum.Enum):
 
 
 def _is_scram(secret: str) -> bool:
-    match = _SCRAM.fullmatch(secret)
+    match = re.fullmatch(_SCRAM, secret)
     return match is not None and int(match["iterations"]) <= _MAX_ITERATIONS
 
 

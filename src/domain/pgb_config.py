@@ -90,12 +90,14 @@ _MAX_PEER_ID = 16383  # pgbouncer >= 1.19 keeps the peer id in 14 bits of the ca
 # the value may be a secret).
 
 
-_PLAIN_WORD_RE = re.compile(r"[A-Za-z0-9_.+-]{1,40}")
+# Patterns only rare paths use (error messages, settings the charm never writes, non-ASCII
+# text) are plain strings, compiled by re's own cache on first use, not at every import.
+_PLAIN_WORD = r"[A-Za-z0-9_.+-]{1,40}"
 
 
 def _excerpt(value: str) -> str:
     # Typed settings are not secrets, but a stray line may be long or blank: keep it readable.
-    if _PLAIN_WORD_RE.fullmatch(value):
+    if re.fullmatch(_PLAIN_WORD, value):
         return value
     return repr(value if len(value) <= 40 else value[:37] + "...")
 
@@ -116,21 +118,21 @@ def _check_bool(value: str) -> str | None:
     return None if value in ("0", "1") else f"{_excerpt(value)} is not a boolean (0 or 1)"
 
 
-_SECONDS_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_SECONDS = r"[0-9]+(?:\.[0-9]+)?"
 
 
 def _check_seconds(value: str) -> str | None:
-    if _SECONDS_RE.fullmatch(value):
+    if re.fullmatch(_SECONDS, value):
         return None
     return f"{_excerpt(value)} is not a number of seconds (such as 15 or 0.5)"
 
 
-_OCTAL_RE = re.compile(r"0[0-7]{1,4}")
+_OCTAL = r"0[0-7]{1,4}"
 
 
 def _check_octal_mode(value: str) -> str | None:
     # pgbouncer reads "777" as decimal 777 (mode 01411): require the unambiguous octal form.
-    if _OCTAL_RE.fullmatch(value):
+    if re.fullmatch(_OCTAL, value):
         return None
     return f"{_excerpt(value)} is not an octal file mode (such as 0777)"
 
@@ -314,15 +316,15 @@ _DATABASE_KEYS = frozenset(DATABASE_PARAMS)
 _USER_KEYS = frozenset(USER_PARAMS)
 _PEER_KEYS = frozenset(PEER_PARAMS)
 
-_DB_NAME_RE = re.compile(r"[A-Za-z0-9_.*-]+")
+_DB_NAME = r"[A-Za-z0-9_.*-]+"
 # All names at once, joined by newlines: one C-level match instead of one per database.
 _DB_NAMES_RE = re.compile(r"[A-Za-z0-9_.*-]+(?:\n[A-Za-z0-9_.*-]+)*")
-_USER_NAME_RE = re.compile(r"[A-Za-z0-9_.@$-]+")
-_PARAM_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_USER_NAME = r"[A-Za-z0-9_.@$-]+"
+_PARAM_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
 # The text may hold tabs and line feeds; every other C0/C1 control character (NUL, CR, ...)
 # is refused, so a CRLF file or a binary blob fails loudly instead of being half-read.
-_TEXT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_VALUE_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TEXT_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+_VALUE_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
 # Every byte but the C0 controls (other than tab and line feed) and DEL: deleting these from an
 # ASCII text leaves exactly its control characters, far faster than a regex search.
 _NON_CONTROL_BYTES = bytes(b for b in range(256) if not (b < 9 or 10 < b < 32 or b == 127))
@@ -338,7 +340,7 @@ _V = TypeVar("_V")
 
 def _control_in_value(value: str) -> bool:
     # isprintable() is a cheap C-level pre-check; most values never reach the regex.
-    return not value.isprintable() and _VALUE_CONTROL_RE.search(value) is not None
+    return not value.isprintable() and re.search(_VALUE_CONTROL, value) is not None
 
 
 def _sorted_items(value: Mapping[_K, _V] | Iterable[tuple[_K, _V]]) -> tuple[tuple[_K, _V], ...]:
@@ -388,7 +390,7 @@ def _explain_params(params: tuple[tuple[str, str], ...]) -> None:
         if key == previous:
             raise InvalidPgbConfig(f"parameter {key!r} is given more than once")
         previous = key
-        if key not in _KNOWN_PARAMS and not _PARAM_KEY_RE.fullmatch(key):
+        if key not in _KNOWN_PARAMS and not re.fullmatch(_PARAM_KEY, key):
             raise InvalidPgbConfig(f"{key!r} is not a parameter name")
         if not value:
             raise InvalidPgbConfig(f"parameter {key!r} has an empty value")
@@ -706,7 +708,7 @@ class PgbConfig:
     def _validate_users(self) -> None:
         _check_duplicates("users", self.users)
         for name, value in self.users:
-            if not _USER_NAME_RE.fullmatch(name):
+            if not re.fullmatch(_USER_NAME, name):
                 raise _fail("users", name, "a user name may hold only A-Z a-z 0-9 _ . @ $ -")
             if value != value.strip(" \t"):
                 raise _fail("users", name, "the value starts or ends with blanks")
@@ -767,7 +769,7 @@ def _check_databases(databases: tuple[tuple[str, ConnString], ...]) -> None:
     names = [name for name, _ in databases]
     if names and not _DB_NAMES_RE.fullmatch("\n".join(names)):
         for name in names:
-            if not _DB_NAME_RE.fullmatch(name):
+            if not re.fullmatch(_DB_NAME, name):
                 raise _fail("databases", name, "a database name may hold only A-Z a-z 0-9 _ . - *")
     if "pgbouncer" in names:
         raise _fail("databases", "pgbouncer", "reserved for pgbouncer's admin console")
@@ -939,7 +941,7 @@ def _parse_rendered(text: str, min_databases: int = 0) -> PgbConfig | None:
 def _reject_control_characters(text: str) -> None:
     if text.isascii() and not text.encode("ascii").translate(None, _NON_CONTROL_BYTES):
         return
-    bad = _TEXT_CONTROL_RE.search(text)
+    bad = re.search(_TEXT_CONTROL, text)
     if bad is not None:
         line = text.count("\n", 0, bad.start()) + 1
         raise InvalidPgbConfig(
