@@ -30,7 +30,7 @@ so a quiet hook costs no hook tool call and no Pebble write.
 |                         |                              | publish cfg and leader hostname        |
 | secret-changed          | adopt                        | publish                                |
 | relation-departed       | clients, adopt; leader gone? | clients; publish leader hostname       |
-| leader-elected          | (not sent to followers)      | render if none; publish; clients       |
+| leader-elected          | (not sent to followers)      | take published; re-render; publish     |
 | pebble-ready            | adopt; start                 | render if none; publish; start         |
 | config-changed          | adopt                        | re-render from charm config; publish   |
 | update-status           | adopt                        | publish                                |
@@ -165,7 +165,10 @@ class PeerSyncService:
             # Juju sends leader-elected to the new leader only; a stale event is a no-op.
             return plan.done()
         plan.save_hostname()
-        plan.lead(render_if_missing=True)
+        # The old leader may have left before it handled a config change, or after it
+        # published a config this unit had not applied yet: start from what it published,
+        # then apply the charm config this unit sees.
+        plan.lead(render_if_missing=True, rerender=True, take_published=True)
         plan.effects.append(RefreshClientRelations())
         return plan.done()
 
@@ -342,22 +345,30 @@ class _Plan:
             return ChangeKind.NONE
         return ChangeKind.RELOAD
 
-    def leader_files(self) -> WorkloadFiles | None:
-        """The leader's files after restoring any that is missing from what it published."""
+    def leader_files(self, take_published: bool = False) -> WorkloadFiles | None:
+        """The leader's files after restoring any that is missing from what it published.
+
+        With ``take_published`` (a new leader), the published files replace its own where
+        they differ and are valid: only a leader ever changes them, so what the old leader
+        published is never older than what a follower runs.
+        """
         current = self.view.workload
         if current is None:
             return None
+        app, store = self.view.app, self.view.store
         files, _ok = self.adopt(
             current,
-            self.view.app.cfg_file if current.cfg is None else None,
-            self.view.store.auth_file if current.auth is None else None,
+            app.cfg_file if take_published or current.cfg is None else None,
+            store.auth_file if take_published or current.auth is None else None,
         )
         return files
 
-    def lead(self, render_if_missing: bool, rerender: bool = False) -> WorkloadFiles | None:
+    def lead(
+        self, render_if_missing: bool, rerender: bool = False, take_published: bool = False
+    ) -> WorkloadFiles | None:
         """The leader outside the seed's hooks: restore, (re-)render, publish, acknowledge."""
         view = self.view
-        files = self.leader_files()
+        files = self.leader_files(take_published)
         if files is None:
             self.report(Severity.WAITING, NOT_REACHABLE)
             return None

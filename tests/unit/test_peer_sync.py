@@ -7,6 +7,7 @@ the branch. A row gives the view a unit sees and the whole list of effects expec
 import pytest
 
 from domain.auth_file import parse_auth_file
+from domain.charm_config import CharmConfig
 from domain.effects import (
     Acknowledge,
     Defer,
@@ -369,11 +370,44 @@ def test_secret_changed_on_the_settled_leader_does_nothing():
 
 def test_leader_elected_publishes_hostname_and_config():
     # A follower promoted: it runs the old leader's files, which name the old leader.
-    view = evolve(FOLLOWER_SETTLED, is_leader=True, backend_credentials=True)
+    # charm=None: the options are invalid, so the published config is kept as it is.
+    view = evolve(FOLLOWER_SETTLED, is_leader=True, backend_credentials=True, charm=None)
     assert service.on_leader_elected(view) == [
         RefreshClientRelations(),
         PublishLeaderHostname(HOST1),
     ]
+
+
+def test_leader_elected_takes_the_newer_published_config_then_applies_the_charm_config():
+    # This unit had not applied CFG_B yet when it was elected; its charm config says
+    # pool_mode=transaction, which CFG_B already has: CFG_B is written and published as is.
+    view = evolve(
+        FOLLOWER_SETTLED,
+        is_leader=True,
+        app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0),
+        charm=None,
+    )
+    assert service.on_leader_elected(view) == [
+        RefreshClientRelations(),
+        WriteCfg(CFG_B),
+        Reload(),
+        PublishLeaderHostname(HOST1),
+        Acknowledge(ack(CFG_B, AUTH_A)),
+    ]
+
+
+def test_leader_elected_applies_a_charm_config_change_the_old_leader_never_handled():
+    view = evolve(
+        FOLLOWER_SETTLED,
+        is_leader=True,
+        charm=CharmConfig(listen_port=6432, pool_mode="transaction", max_db_connections=100),
+    )
+    effects = service.on_leader_elected(view)
+    written = [e for e in effects if isinstance(e, WriteCfg)]
+    assert len(written) == 1
+    assert "pool_mode = transaction" in written[0].content
+    assert PublishCfg(written[0].content) in effects
+    assert Reload() in effects
 
 
 def test_leader_elected_with_no_config_anywhere_renders_the_initial_one():
