@@ -69,7 +69,9 @@ FAULTS = [
 ]
 
 
-def _new_data_state(folder: pathlib.Path, restart: bool) -> tuple[testing.State, testing.PeerRelation]:
+def _new_data_state(
+    folder: pathlib.Path, restart: bool
+) -> tuple[testing.State, testing.PeerRelation]:
     cfg = CFG_B.replace("6432", "7432") if restart else CFG_B
     return follower_state(
         folder, cfg=cfg, auth=AUTH_B, local_unit_data={"hostname": _hostname(), **HOST0_ACK}
