@@ -31,6 +31,10 @@ import sys
 import time
 from types import FrameType
 
+from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
+from adapters.local.workload import find_pgbouncer
+from domain.auth_file import md5_secret, parse_auth_file
+from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
 from localenv.juju_model import (
     APP,
@@ -43,11 +47,6 @@ from localenv.juju_model import (
 )
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
-
-from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from adapters.local.workload import find_pgbouncer
-from domain.auth_file import md5_secret, parse_auth_file
-from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 
 INSTALL = "sudo apt-get install pgbouncer postgresql"
 PROCESSES = 2

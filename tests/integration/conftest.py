@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
+
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import children, pgrep
 

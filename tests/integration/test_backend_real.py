@@ -13,11 +13,7 @@ import secrets
 from collections.abc import Callable, Iterator
 
 import pytest
-from localenv.net import free_port
-from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
-from localenv.processes import wait_until
 from ops import testing
-from tests.unit.charm_harness import CONFIG, META, MODEL
 
 from adapters.juju.secret_store import SECRET_LABEL
 from adapters.local.workload import LocalWorkload
@@ -28,6 +24,10 @@ from domain.backend import auth_user_for, with_auth_query
 from domain.charm_config import CharmConfig, initial_config
 from domain.pgb_config import ConnString, render_pgb_ini
 from domain.ports import WorkloadPort
+from localenv.net import free_port
+from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
+from localenv.processes import wait_until
+from tests.unit.charm_harness import CONFIG, META, MODEL
 
 pytestmark = pytest.mark.real
 

@@ -16,12 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
-from localenv.net import free_port
-from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
-from localenv.processes import pgrep
 from ops import testing
-from tests.unit.charm_harness import CONFIG, META, MODEL
-from tests.unit.peer_fixtures import HOST0, HOST1
 
 from adapters.juju.secret_store import SECRET_LABEL
 from adapters.local.workload import LocalWorkload
@@ -31,6 +26,11 @@ from domain.backend import auth_user_for
 from domain.charm_config import CharmConfig, initial_config
 from domain.pgb_config import render_pgb_ini
 from domain.ports import WorkloadPort
+from localenv.net import free_port
+from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
+from localenv.processes import pgrep
+from tests.unit.charm_harness import CONFIG, META, MODEL
+from tests.unit.peer_fixtures import HOST0, HOST1
 
 pytestmark = pytest.mark.real
 

@@ -18,6 +18,10 @@ import random
 from collections.abc import Sequence
 
 import pytest
+
+from domain.auth_file import md5_secret
+from domain.charm_config import CharmConfig, apply_charm_config
+from domain.pgb_config import parse_pgb_ini
 from localenv.juju_model import (
     APP_CHANGED,
     CHANGED,
@@ -30,10 +34,6 @@ from localenv.juju_model import (
     MultiUnitModel,
     NotSettled,
 )
-
-from domain.auth_file import md5_secret
-from domain.charm_config import CharmConfig, apply_charm_config
-from domain.pgb_config import parse_pgb_ini
 
 FIGURES: dict[str, dict[str, object]] = {}
 

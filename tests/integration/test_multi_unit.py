@@ -27,13 +27,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
+from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
 from localenv.juju_model import APP_CHANGED, MultiUnitModel
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, psql
 from localenv.processes import pgrep, tcp_listeners, wait_until
-
-from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 
 pytestmark = pytest.mark.real
 

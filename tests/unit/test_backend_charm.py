@@ -11,12 +11,12 @@ import json
 import pathlib
 
 import pytest
-from localenv.net import free_port
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from app.backend import RELATION_REMOVED, WAITING_FOR_CREDENTIALS
 from app.charm import PgBouncerK8sCharm
+from localenv.net import free_port
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import HOST0
 

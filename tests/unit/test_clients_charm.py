@@ -12,12 +12,12 @@ former hook left it, and let a peer hook bring the acknowledgements.
 import pathlib
 
 import pytest
-from localenv.net import free_port
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from app.charm import PgBouncerK8sCharm
 from domain.peer_data import Acknowledgement
+from localenv.net import free_port
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import HOST0, HOST1, HOST2
 
