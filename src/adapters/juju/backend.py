@@ -27,6 +27,7 @@ import ops
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
+from adapters.juju.converters import optional_str
 from domain.backend import (
     BackendCredentials,
     BackendEndpoints,
@@ -83,14 +84,6 @@ def request_database(model: ops.Model, relation: ops.Relation, database: str) ->
 backend_converter = cattrs.Converter(forbid_extra_keys=False)
 
 
-def _optional_str(value: object, _type: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
 def _endpoints(value: object, _type: object) -> tuple[HostPort, ...]:
     if value is None or value == "":
         return ()
@@ -106,7 +99,7 @@ def _strict_str(value: object, _type: object) -> str:
 
 
 backend_converter.register_structure_hook(str, _strict_str)
-backend_converter.register_structure_hook(str | None, _optional_str)
+backend_converter.register_structure_hook(str | None, optional_str)
 backend_converter.register_structure_hook(
     BackendEndpoints,
     make_dict_structure_fn(

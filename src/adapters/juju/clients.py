@@ -28,6 +28,7 @@ import ops
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
+from adapters.juju.converters import optional_str
 from domain.clients import ClientRequest, InvalidClientRequest, parse_extra_roles
 from domain.errors import InvalidInput
 
@@ -62,14 +63,6 @@ class RequestFields:
 request_converter = cattrs.Converter(forbid_extra_keys=False)
 
 
-def _optional_str(value: object, _type: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
 def _json_names(value: object, _type: object) -> tuple[str, ...] | None:
     if value is None or value == "":
         return None
@@ -82,7 +75,7 @@ def _json_names(value: object, _type: object) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-request_converter.register_structure_hook(str | None, _optional_str)
+request_converter.register_structure_hook(str | None, optional_str)
 request_converter.register_structure_hook(
     RequestFields,
     make_dict_structure_fn(

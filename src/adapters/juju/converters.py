@@ -41,7 +41,8 @@ _TRUE, _FALSE = "true", "false"
 peer_converter = cattrs.Converter(forbid_extra_keys=False)
 
 
-def _optional_str(value: object, _type: object) -> str | None:
+def optional_str(value: object, _type: object) -> str | None:
+    """A databag string: an empty one counts as absent (shared by every Juju converter)."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -57,7 +58,7 @@ def _flag(value: object, _type: object) -> bool:
     raise ValueError(f"expected {_TRUE!r} or {_FALSE!r}")
 
 
-peer_converter.register_structure_hook(str | None, _optional_str)
+peer_converter.register_structure_hook(str | None, optional_str)
 peer_converter.register_structure_hook(bool, _flag)
 peer_converter.register_unstructure_hook(bool, lambda value: _TRUE if value else _FALSE)
 peer_converter.register_structure_hook(
@@ -87,7 +88,7 @@ def _structure_unit(raw: Mapping[str, str], _type: object) -> UnitPeerData:
     # anything yet (or runs an older revision) has none of them.
     has_ack = any(raw.get(key) for key in (APPLIED_CFG_KEY, APPLIED_AUTH_KEY, APPLY_OK_KEY))
     ack = peer_converter.structure(dict(raw), Acknowledgement) if has_ack else None
-    return UnitPeerData(hostname=_optional_str(raw.get(HOSTNAME_KEY), str), ack=ack)
+    return UnitPeerData(hostname=optional_str(raw.get(HOSTNAME_KEY), str), ack=ack)
 
 
 def _structure_store(raw: Mapping[str, str], _type: object) -> StoreContents:
@@ -97,7 +98,7 @@ def _structure_store(raw: Mapping[str, str], _type: object) -> StoreContents:
         if key.startswith(RELATION_PASSWORD_PREFIX) and number.isdigit() and value:
             passwords.append((int(number), value))
     return StoreContents(
-        auth_file=_optional_str(raw.get(AUTH_FILE_KEY), str), passwords=tuple(sorted(passwords))
+        auth_file=optional_str(raw.get(AUTH_FILE_KEY), str), passwords=tuple(sorted(passwords))
     )
 
 
