@@ -14,7 +14,7 @@ import pytest
 from ops import pebble, testing
 
 from app.charm import PgBouncerK8sCharm
-from tests.unit.charm_harness import PROCESSES, context, read_file, write_files
+from tests.unit.charm_harness import PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A, CFG_B
 from tests.unit.test_charm import ack_of, follower_state
 
@@ -179,3 +179,52 @@ def test_rescheduled_follower_recreates_both_files_before_starting(folder):
     for index in range(PROCESSES):
         assert read_file(folder, f"instance_{index}/pgbouncer.ini") is not None
     assert set(out.get_container("pgbouncer").service_statuses) == {"pgbouncer_0", "pgbouncer_1"}
+
+
+@pytest.mark.parametrize("method", ["set_content", "add_secret"])
+def test_leader_failing_to_write_the_store_defers_and_retries(monkeypatch, folder, method):
+    # The leader has a new auth file to store; writing the secret fails, then works.
+    write_files(folder, cfg=CFG_A, auth=AUTH_B)
+    existing = method == "set_content"
+    secret = testing.Secret(
+        tracked_content={"auth-file": AUTH_A}, owner="app", label="pgb-peers-store"
+    )
+    app_data = {"cfg_file": CFG_A, "leader_hostname": _hostname()}
+    if existing:
+        app_data["secret_id"] = secret.id
+    peer = testing.PeerRelation(
+        "pgb-peers",
+        local_app_data=app_data,
+        local_unit_data={"hostname": _hostname(), **HOST0_ACK},
+        peers_data={
+            1: {"hostname": "pgbouncer-k8s-1.pgbouncer-k8s-endpoints.test.svc.cluster.local"}
+        },
+    )
+    backend = testing.Relation(
+        "backend-database",
+        remote_app_name="postgresql-k8s",
+        remote_app_data={"endpoints": "10.1.1.1:5432", "secret-user": "secret:x"},
+    )
+    state = testing.State(
+        leader=True,
+        model=testing.Model(name="test"),
+        containers={container(folder)},
+        relations={peer, backend},
+        secrets={secret} if existing else set(),
+    )
+    ctx = context()
+
+    with monkeypatch.context() as patch:
+        target = ops.Secret if existing else ops.Application
+        patch.setattr(target, method, _model_error)
+        out = ctx.run(ctx.on.relation_created(peer), state)
+
+    assert len(out.deferred) == 1
+    assert isinstance(out.unit_status, testing.WaitingStatus)
+    assert "cannot write the peer secret" in out.unit_status.message
+    assert "auth_file" not in out.get_relation(peer.id).local_app_data
+
+    again = ctx.run(ctx.on.update_status(), out)
+    stored = again.get_secret(label="pgb-peers-store")
+    assert stored.latest_content == {"auth-file": AUTH_B}
+    assert again.deferred == []
