@@ -38,7 +38,8 @@ plain decimals within their range (pgbouncer also takes ``0x10`` and turns ``-5`
 port 70000 into something odd), booleans are ``0`` or ``1``, ``%include`` and ``conffile`` are
 refused (a follower must never be steered into reading another file), duplicated sections or
 keys are refused instead of "last one wins", and database names are limited to
-``[A-Za-z0-9_.*-]`` (pgbouncer's quoted names are not supported).
+``[A-Za-z0-9_.*-]`` (pgbouncer's quoted names are not supported) and, as in pgbouncer 1.18,
+to 63 characters (a longer one makes it refuse the whole file).
 
 ``[peers]``, ``peer_id`` and the ``auth_dbname`` connection parameter exist from pgbouncer 1.19;
 1.18 refuses them. The model keeps them because the workload image may be newer, and
@@ -316,9 +317,9 @@ _DATABASE_KEYS = frozenset(DATABASE_PARAMS)
 _USER_KEYS = frozenset(USER_PARAMS)
 _PEER_KEYS = frozenset(PEER_PARAMS)
 
-_DB_NAME = r"[A-Za-z0-9_.*-]+"
+_DB_NAME = r"[A-Za-z0-9_.*-]{1,63}"
 # All names at once, joined by newlines: one C-level match instead of one per database.
-_DB_NAMES_RE = re.compile(r"[A-Za-z0-9_.*-]+(?:\n[A-Za-z0-9_.*-]+)*")
+_DB_NAMES_RE = re.compile(rf"{_DB_NAME}(?:\n{_DB_NAME})*")
 _USER_NAME = r"[A-Za-z0-9_.@$-]+"
 _PARAM_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
 # The text may hold tabs and line feeds; every other C0/C1 control character (NUL, CR, ...)
@@ -526,7 +527,7 @@ def _rendered_databases_re() -> re.Pattern[str]:
         for key, check in sorted(DATABASE_PARAMS.items())
         if check in _RENDERED_VALUES
     )
-    return re.compile(rf"^([A-Za-z0-9_.*-]+) =({pairs})$", re.MULTILINE)
+    return re.compile(rf"^({_DB_NAME}) =({pairs})$", re.MULTILINE)
 
 
 def _conn_from_text(text: str, controls_checked: bool = False) -> ConnString:
@@ -644,7 +645,9 @@ def _normalised_settings(
 
 
 def _fail(section: str, key: object, reason: str) -> InvalidPgbConfig:
-    return InvalidPgbConfig(f"[{section}] {key}: {reason}")
+    # Keys come from the text being refused; a huge one must not become a huge status.
+    name = key if not isinstance(key, str) or len(key) <= 80 else key[:77] + "..."
+    return InvalidPgbConfig(f"[{section}] {name}: {reason}")
 
 
 def _check_duplicates(section: str, pairs: tuple[tuple[object, object], ...]) -> None:
@@ -770,7 +773,7 @@ def _check_databases(databases: tuple[tuple[str, ConnString], ...]) -> None:
     if names and not _DB_NAMES_RE.fullmatch("\n".join(names)):
         for name in names:
             if not re.fullmatch(_DB_NAME, name):
-                raise _fail("databases", name, "a database name may hold only A-Z a-z 0-9 _ . - *")
+                raise _fail("databases", name, "a database name is 1-63 of A-Z a-z 0-9 _ . - *")
     if "pgbouncer" in names:
         raise _fail("databases", "pgbouncer", "reserved for pgbouncer's admin console")
     known = _DATABASE_KEYS.issuperset

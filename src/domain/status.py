@@ -2,8 +2,9 @@
 
 The domain never sets a Juju status itself. It returns ``StatusReason`` values (inside
 ``Report`` effects, or from the status functions); the application layer gathers them during a
-hook and shows the most severe one in its single collect-status handler. Messages are short,
-single-line, secret-free and say what the operator (or the unit) is waiting for.
+hook and shows the most severe one in its single collect-status handler. Messages are short
+(folded to one line and cut to ``MAX_MESSAGE``), secret-free, and say what the operator (or
+the unit) is waiting for.
 """
 
 from __future__ import annotations
@@ -22,17 +23,25 @@ class Severity(enum.IntEnum):
     BLOCKED = 3
 
 
-def _one_line(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not value.strip():
+MAX_MESSAGE = 240
+
+
+def _status_text(value: str) -> str:
+    """One short line: reasons quote input (a bad name, a parser's message), which may hold
+    line breaks or be 100 kB long; neither belongs in a Juju status."""
+    line = " ".join(str(value).split())
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
+
+
+def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not value:
         raise ValueError(f"{attribute.name} must not be empty")
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"{attribute.name} must be a single line")
 
 
 @attrs.frozen
 class StatusReason:
     severity: Severity
-    message: str = attrs.field(validator=_one_line)
+    message: str = attrs.field(converter=_status_text, validator=_non_empty)
 
 
 def most_severe(reasons: list[StatusReason] | tuple[StatusReason, ...]) -> StatusReason | None:

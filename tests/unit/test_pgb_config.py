@@ -385,7 +385,7 @@ def test_render_is_deterministic_and_sorted() -> None:
         ),
         pytest.param(
             ini(databases="caf\u00e9 = host=h"),
-            "[databases] caf\u00e9: a database name may hold only A-Z a-z 0-9 _ . - *",
+            "[databases] caf\u00e9: a database name is 1-63 of A-Z a-z 0-9 _ . - *",
             id="db-name",
         ),
         pytest.param(
@@ -563,7 +563,7 @@ def test_conn_string_rejects(params: dict[str, str] | list[tuple[str, str]], mes
     [
         (
             {"databases": {"a b": ConnString(())}, "pgbouncer": BASE},
-            "[databases] a b: a database name may hold only A-Z a-z 0-9 _ . - *",
+            "[databases] a b: a database name is 1-63 of A-Z a-z 0-9 _ . - *",
         ),
         (
             {"databases": [("a", ConnString(())), ("a", ConnString(()))], "pgbouncer": BASE},
