@@ -56,13 +56,25 @@ secret), the dying unit's own hooks, and upgrades. Pebble answers from a unit's 
 (its container is reachable unless ``set_reachable`` says otherwise); pebble-ready still
 arrives as a hook of its own, at any point after relation-created.
 
-The backend relation (``backend-database``) is present when ``backend=True``, with remote data
-``{"endpoints": "127.0.0.1:<port>", "secret-user": "secret:x"}``, so the charm sees that the
-backend delivered credentials. The model sends no backend-database hook (the charm's handler
-would need the provider's secret and would set the backend up for real);
-``setup_backend(auth)`` stands in for the outcome of that setup: the auth file is written into
-the leader's container through its workload, and update-status is queued on the leader, whose
-peer logic then stores it in the secret store and publishes it.
+Relations with other applications, two ways:
+
+- **Real** (``backend=False``, then ``relate_backend(cluster)`` and ``relate_client(app,
+  database)``): the ``backend-database`` relation to a real ``PostgresCluster`` (the provider's
+  credentials in a secret it owns and granted to this application) and ``database``
+  relations from client applications. Every unit gets relation-created, then relation-joined
+  and relation-changed about the remote unit (``<app>/0``); the charm's own handlers run:
+  the leader installs ``auth_query`` on the cluster, serves the client's request (role,
+  database, pgbouncer.ini entries) and, once every unit acknowledged, hands the credentials
+  in a secret of its own (``client_credentials`` reads them). What the units write in their
+  side of such a relation goes to the remote application, which the model does not run: it
+  sends no hook back. A unit added later enters the relations too. Not modelled: the remote
+  side changing its data, relation-departed and -broken of these relations.
+- **Stand-in** (``backend=True``, the default): the relation is present from the start with
+  remote data ``{"endpoints": "127.0.0.1:<port>", "secret-user": "secret:x"}``, so the charm
+  sees that the backend delivered credentials, but no backend-database hook is sent;
+  ``setup_backend(auth)`` stands in for the outcome of the setup: the auth file is written
+  into the leader's container through its workload, and update-status is queued on the
+  leader, whose peer logic then stores it in the secret store and publishes it.
 """
 
 from __future__ import annotations
@@ -93,6 +105,7 @@ from domain.ports import WorkloadPort
 from domain.status import Severity
 from domain.sync_status import sync_summary
 from localenv.fake_workload import FakeWorkload
+from localenv.postgres_cluster import PostgresCluster
 
 APP = "pgbouncer-k8s"
 PEER = "pgb-peers"
@@ -143,6 +156,9 @@ PEBBLE_READY = "pebble_ready"
 UPDATE_STATUS = "update_status"
 _PER_REMOTE = frozenset({JOINED, CHANGED, DEPARTED})
 _ONCE_PER_UNIT = frozenset({CONFIG_CHANGED, UPDATE_STATUS, PEBBLE_READY, LEADER_ELECTED})
+_RELATION_KINDS = frozenset({CREATED, JOINED, CHANGED, DEPARTED})
+CLIENT = "database"
+CLIENT_SECRET_FIELDS = '["username", "password", "uris"]'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +169,14 @@ class Pending:
     unit: int
     kind: str
     remote: int | None = None
+    # The relation the event is about (relation events); the peer relation by default.
+    relation: int = PEER_RELATION_ID
 
     def describe(self) -> str:
         name = f"{APP}/{self.unit}"
+        if self.relation != PEER_RELATION_ID and self.kind in _RELATION_KINDS:
+            what = f"{name}: {self.kind} on relation {self.relation}"
+            return what + (f" (remote unit {self.remote})" if self.remote is not None else "")
         if self.kind == APP_CHANGED:
             return f"{name}: relation_changed (app databag, written by {APP}/{self.remote})"
         if self.remote is not None:
@@ -254,6 +275,20 @@ class _SecretRecord:
     label: str | None
     latest: dict[str, str]
     revision: int
+    grants: dict[int, frozenset[str]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _RemoteRelation:
+    """A regular relation with another application (one remote unit, number 0): what the
+    remote side wrote, and what this application's units wrote on their side."""
+
+    id: int
+    endpoint: str
+    remote_app: str
+    remote_app_data: dict[str, str]
+    local_app_data: dict[str, str] = dataclasses.field(default_factory=dict)
+    local_unit_data: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 def _secret_key(secret_id: str) -> str:
@@ -319,6 +354,12 @@ class MultiUnitModel:
         self._app_status: Any = None
         self._last_logs: dict[int, list[str]] = {}
         self._queue: list[Pending] = []
+        # Real relations with other applications (relate_backend, relate_client), by id, and
+        # the secrets their remote applications own and granted to this one (by id).
+        self._relations: dict[int, _RemoteRelation] = {}
+        self._next_relation_id = BACKEND_RELATION_ID + 1
+        self._foreign_secrets: dict[str, testing.Secret] = {}
+        self._last_out: dict[int, testing.State] = {}
         self._contexts: dict[int, testing.Context[LocalPgBouncerCharm]] = {}
         self._charm_root: str | None = None
         self._own_base = base_dir is None and real
@@ -514,6 +555,8 @@ class MultiUnitModel:
         self._enqueue(Pending(n, CREATED))
         self._enqueue(Pending(n, CONFIG_CHANGED))
         self._enqueue(Pending(n, PEBBLE_READY))
+        for relation in self._relations.values():
+            self._enqueue_relation(n, relation.id)
         return n
 
     def remove_unit(self, n: int) -> None:
@@ -529,7 +572,10 @@ class MultiUnitModel:
         dropped = [
             ev
             for ev in self._queue
-            if ev.unit == n or (ev.remote == n and ev.kind in (JOINED, CHANGED))
+            if ev.unit == n
+            or (
+                ev.remote == n and ev.relation == PEER_RELATION_ID and ev.kind in (JOINED, CHANGED)
+            )
         ]
         self.metrics.dropped += len(dropped)
         self._queue = [ev for ev in self._queue if ev not in dropped]
@@ -591,6 +637,117 @@ class MultiUnitModel:
         self.workload(self._leader).write_auth(auth)
         self._enqueue(Pending(self._leader, UPDATE_STATUS))
 
+    # --- real relations with other applications ----------------------------------------------
+
+    def relate_backend(
+        self, cluster: PostgresCluster, *, database: str = APP, version: str | None = None
+    ) -> int:
+        """``juju integrate`` with a PostgreSQL charm in front of ``cluster``: the real
+        ``backend-database`` relation, its handlers run for real.
+
+        The model plays the provider: it creates ``database`` on the cluster (what
+        postgresql-k8s does for the database this charm asks for, its application name), and
+        the remote application data holds ``endpoints``, ``database``, ``version`` and, with
+        Juju secrets, ``secret-user``: a secret owned by the provider, granted to this
+        application, with the cluster superuser's username and password (without secrets, the
+        plain ``username``/``password`` fields). Relation-created, -joined and -changed are
+        queued on every unit; the leader's handler then installs ``auth_query`` on the
+        cluster, writes the auth file and config, stores and publishes them. The provider's
+        answer is there from the first hook (a real provider answers after reading the
+        request; the charm's handler copes with both). Returns the relation id.
+        """
+        if self._backend:
+            raise RuntimeError(
+                "the model already has the stand-in backend relation (make it with backend=False)"
+            )
+        if any(rel.endpoint == BACKEND for rel in self._relations.values()):
+            raise RuntimeError("the backend-database relation exists already")
+        exists = cluster.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{database}'")
+        if exists == "0":
+            cluster.psql(f'CREATE DATABASE "{database}"')
+        if version is None:
+            version = cluster.psql("SHOW server_version").split()[0]
+        data = {
+            "endpoints": f"{cluster.host}:{cluster.port}",
+            "database": database,
+            "version": version,
+        }
+        credentials = {"username": cluster.superuser, "password": cluster.password}
+        if self.has_secrets:
+            secret = testing.Secret(tracked_content=credentials, latest_content=credentials)
+            self._foreign_secrets[secret.id] = secret
+            data["secret-user"] = secret.id
+        else:
+            data.update(credentials)
+        relation = _RemoteRelation(BACKEND_RELATION_ID, BACKEND, BACKEND_APP, data)
+        self._add_relation(relation)
+        return relation.id
+
+    def relate_client(self, app_name: str, database: str, extra_user_roles: str = "") -> int:
+        """``juju integrate <app_name> pgbouncer-k8s``: a client application asks for
+        ``database`` on the ``database`` endpoint. Relation-created, -joined and -changed are
+        queued on every unit; ``settle`` runs until the leader served the request and, once
+        every unit acknowledged the config holding it, handed the credentials
+        (``client_credentials``). Returns the relation id (the client's role is
+        ``relation_id_<id>``)."""
+        relation = _RemoteRelation(
+            self._next_relation_id,
+            CLIENT,
+            app_name,
+            {
+                "database": database,
+                "extra-user-roles": extra_user_roles,
+                "requested-secrets": CLIENT_SECRET_FIELDS,
+            },
+        )
+        self._next_relation_id += 1
+        self._add_relation(relation)
+        return relation.id
+
+    def relation_data(self, relation_id: int) -> dict[str, str]:
+        """What this application wrote in a relation's application databag (the leader)."""
+        return dict(self._relation(relation_id).local_app_data)
+
+    def client_credentials(self, relation_id: int) -> dict[str, str]:
+        """The answer the leader handed the client of ``relation_id``: the databag fields
+        (``database``, ``endpoints``, ``read-only-endpoints``, ``version``) and, resolved
+        through ``secret-user`` in the leader's last output state's secrets (Juju secrets) or
+        read from the databag (without), ``username``, ``password`` and ``uris``.
+        ``LookupError`` until the credentials are handed."""
+        relation = self._relation(relation_id)
+        data = dict(relation.local_app_data)
+        secret_id = data.pop("secret-user", None)
+        if not self.has_secrets:
+            if "password" not in data:
+                raise LookupError(f"relation {relation_id}: no credentials handed yet")
+            return data
+        if secret_id is None:
+            raise LookupError(f"relation {relation_id}: no credentials handed yet")
+        if self._leader is None or self._leader not in self._last_out:
+            raise LookupError("no leader output to read the client's secret from")
+        out = self._last_out[self._leader]
+        for secret in out.secrets:
+            if _secret_key(secret.id) == _secret_key(secret_id):
+                return data | dict(secret.latest_content or {})
+        raise LookupError(f"relation {relation_id}: secret {secret_id} not in the leader's state")
+
+    def _relation(self, relation_id: int) -> _RemoteRelation:
+        try:
+            return self._relations[relation_id]
+        except KeyError:
+            raise ValueError(f"no relation {relation_id}") from None
+
+    def _add_relation(self, relation: _RemoteRelation) -> None:
+        self._relations[relation.id] = relation
+        for n in self._live:
+            self._enqueue_relation(n, relation.id)
+
+    def _enqueue_relation(self, n: int, relation_id: int) -> None:
+        """A unit enters a relation with another application: relation-created, then
+        relation-joined about its remote unit (relation-changed follows it)."""
+        self._enqueue(Pending(n, CREATED, relation=relation_id))
+        self._enqueue(Pending(n, JOINED, 0, relation=relation_id))
+
     # --- delivery ---------------------------------------------------------------------------
 
     def pending(self) -> list[Pending]:
@@ -598,14 +755,25 @@ class MultiUnitModel:
 
     def eligible(self) -> list[Pending]:
         """The pending events Juju could deliver next (see the module docstring)."""
-        starting = {ev.unit for ev in self._queue if ev.kind == CREATED}
-        seen: set[tuple[int, int | None]] = set()
+        # A unit's peer relation-created comes before any other of its hooks; a relation's
+        # relation-created before the unit's other hooks of that relation.
+        starting = {
+            ev.unit for ev in self._queue if ev.kind == CREATED and ev.relation == PEER_RELATION_ID
+        }
+        creating = {(ev.unit, ev.relation) for ev in self._queue if ev.kind == CREATED}
+        seen: set[tuple[int, int, int | None]] = set()
         result = []
         for ev in self._queue:
             if ev.unit in starting and ev.kind != CREATED:
                 continue
+            if (
+                ev.kind != CREATED
+                and ev.kind in _RELATION_KINDS
+                and ((ev.unit, ev.relation) in creating)
+            ):
+                continue
             if ev.kind in _PER_REMOTE:
-                key = (ev.unit, ev.remote)
+                key = (ev.unit, ev.relation, ev.remote)
                 if key in seen:
                     continue
                 seen.add(key)
@@ -622,11 +790,18 @@ class MultiUnitModel:
         self._deliver(event)
         return event
 
-    def deliver(self, unit: int, kind: str, remote: int | None = None) -> Pending:
-        """Deliver ``unit``'s pending event of ``kind`` (about ``remote``, if given) now, for
-        scripted orders; it must be one Juju could run next (``LookupError`` otherwise)."""
+    def deliver(
+        self, unit: int, kind: str, remote: int | None = None, relation: int | None = None
+    ) -> Pending:
+        """Deliver ``unit``'s pending event of ``kind`` (about ``remote`` and on ``relation``,
+        if given) now, for scripted orders; it must be one Juju could run next
+        (``LookupError`` otherwise)."""
         for event in self.eligible():
-            if (event.unit, event.kind) == (unit, kind) and remote in (None, event.remote):
+            if (
+                (event.unit, event.kind) == (unit, kind)
+                and remote in (None, event.remote)
+                and relation in (None, event.relation)
+            ):
                 self._queue.remove(event)
                 self._deliver(event)
                 return event
@@ -785,6 +960,7 @@ class MultiUnitModel:
             if (
                 event.kind == CHANGED
                 and other.remote == event.remote
+                and other.relation == event.relation
                 and other.kind in (CHANGED, DEPARTED)
             ):
                 return
@@ -809,6 +985,18 @@ class MultiUnitModel:
                     remote_units_data={0: {}},
                 )
             )
+        for rel in self._relations.values():
+            relations.append(
+                testing.Relation(
+                    rel.endpoint,
+                    id=rel.id,
+                    remote_app_name=rel.remote_app,
+                    local_app_data=dict(rel.local_app_data),
+                    local_unit_data=dict(rel.local_unit_data.get(n, {})),
+                    remote_app_data=dict(rel.remote_app_data),
+                    remote_units_data={0: {}},
+                )
+            )
         container = testing.Container(CONTAINER, can_connect=self.workload(n).is_reachable())
         secrets = [
             testing.Secret(
@@ -817,9 +1005,11 @@ class MultiUnitModel:
                 id=sid,
                 owner="app",
                 label=rec.label,
+                remote_grants=rec.grants,
             )
             for sid, rec in self._secrets.items()
         ]
+        secrets.extend(self._foreign_secrets.values())
         state = testing.State(
             leader=self._leader == n,
             model=MODEL,
@@ -838,6 +1028,15 @@ class MultiUnitModel:
     def _event(self, ctx: testing.Context[Any], event: Pending, state: testing.State) -> Any:
         peer = state.get_relation(PEER_RELATION_ID)
         kind, remote = event.kind, event.remote
+        if event.relation != PEER_RELATION_ID:
+            relation = state.get_relation(event.relation)
+            if kind == CREATED:
+                return ctx.on.relation_created(relation)
+            if kind == JOINED:
+                return ctx.on.relation_joined(relation, remote_unit=remote)
+            if kind == CHANGED:
+                return ctx.on.relation_changed(relation, remote_unit=remote)
+            raise ValueError(f"unsupported event {kind!r} on relation {event.relation}")
         if kind == CREATED:
             return ctx.on.relation_created(peer)
         if kind == JOINED:
@@ -861,9 +1060,10 @@ class MultiUnitModel:
         if event.kind == LEADER_ELECTED and self._leader != n:
             self.metrics.dropped += 1
             return
-        if event.kind == JOINED and event.remote is not None:
+        peer_event = event.relation == PEER_RELATION_ID
+        if peer_event and event.kind == JOINED and event.remote is not None:
             self._known[n].add(event.remote)
-        if event.kind == DEPARTED and event.remote is not None:
+        if peer_event and event.kind == DEPARTED and event.remote is not None:
             self._known[n].discard(event.remote)
         state, _peer, _container = self._state(n)
         ctx = self._context(n)
@@ -924,7 +1124,21 @@ class MultiUnitModel:
             for m in self._live:
                 if m != n and n in self._known[m]:
                     self._enqueue(Pending(m, CHANGED, n))
+        for rel in self._relations.values():
+            out_rel = out.get_relation(rel.id)
+            app = dict(out_rel.local_app_data)
+            if app != rel.local_app_data:
+                if self._leader != n:
+                    raise HookFailed(
+                        f"{self.unit_name(n)} changed the {rel.endpoint} app databag but does "
+                        "not lead"
+                    )
+                rel.local_app_data = app  # the remote application's business: no hook here
+            rel.local_unit_data[n] = dict(out_rel.local_unit_data)
+        self._last_out[n] = out
         for secret in out.secrets:
+            if secret.id in self._foreign_secrets:
+                continue  # the remote application's secret: its content is the owner's
             latest = dict(secret.latest_content)
             record = self._secrets.get(secret.id)
             if record is None or record.latest != latest:
@@ -935,16 +1149,19 @@ class MultiUnitModel:
                 )
             elif secret.label != record.label:
                 record.label = secret.label
+            self._secrets[secret.id].grants = {
+                rid: frozenset(apps) for rid, apps in secret.remote_grants.items()
+            }
             self._tracked[n][secret.id] = dict(secret.tracked_content)
         self._deferred[n] = list(out.deferred)
         self._stored[n] = frozenset(out.stored_states)
         self._unit_status[n] = out.unit_status
         if self._leader == n:
             self._app_status = out.app_status
-        if event.kind == CREATED:
+        if event.kind == CREATED and event.relation == PEER_RELATION_ID:
             self._enter_scope(n)
         elif event.kind == JOINED and event.remote is not None:
-            self._enqueue(Pending(n, CHANGED, event.remote))
+            self._enqueue(Pending(n, CHANGED, event.remote, relation=event.relation))
 
     def _enter_scope(self, n: int) -> None:
         for m in self._scope:
