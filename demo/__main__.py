@@ -1,23 +1,31 @@
-"""``make demo``: three units of the charm on real pgbouncer processes, a config change.
+"""``make demo``: three units of the charm on real pgbouncer processes, related for real to a
+PostgreSQL and to a client application, then a config change.
 
 What it does, with a progress line for each step:
 
-1. starts a throwaway PostgreSQL (``localenv.postgres_cluster``; md5 passwords, so the auth
-   file holds md5 secrets as in the seed's example) with a role and a database for clients;
+1. starts a throwaway PostgreSQL (``localenv.postgres_cluster``);
 2. runs three units of the real charm class with ``MultiUnitModel(real=True)``: each unit's
    hooks run under ``ops.testing``, its workload is two real pgbouncer processes in its own
    folder; the model delivers the events Juju would send between the units;
-3. stands in for what the model does not drive: the auth file (with an admin user) goes into
-   the leader's container through its workload, as the backend handler's auth setup would,
-   and ``admin_users`` (no charm option sets it) and a ``[databases]`` entry for the demo
-   database (a client relation would add one) go into the leader's pgbouncer.ini through its
-   workload; the charm publishes both on the leader's next hook;
-4. prints the ``pgb-peers`` relation as the seed's "Expected Interface" table, live, with
-   every credential masked;
-5. connects ``psql`` through every unit (each process's own unix socket);
-6. sets ``pool_mode=transaction`` and shows every unit's reload (SIGHUP, same pids) and the
-   new value in each process's ``SHOW CONFIG``;
-7. stops everything, on success, failure or Ctrl-C.
+3. relates them to the PostgreSQL (``relate_backend``: the ``backend-database`` relation, the
+   cluster superuser's credentials in a Juju secret of the provider); the leader's real
+   handler installs ``auth_query`` on the PostgreSQL, writes the auth file and config, and
+   publishes them; the followers take them through ``pgb-peers``;
+4. relates a client application ``myapp`` asking for database ``appdb``
+   (``relate_client``): the leader's real handler creates the role ``relation_id_<N>`` and
+   the database on the PostgreSQL, adds the pgbouncer entries, and hands the credentials in a
+   Juju secret once every unit acknowledged the config;
+5. prints the ``pgb-peers`` relation as the seed's "Expected Interface" table, live, with
+   every credential masked, and the client relation's answer;
+6. connects ``psql`` as the client, with the credentials the charm handed it, through every
+   process of every unit (each process's own unix socket): pgbouncer looks the client's
+   password up with ``auth_query``;
+7. sets ``pool_mode=transaction`` and shows every unit's reload (SIGHUP, same pids) and the
+   new value in each process's ``SHOW CONFIG``. ``SHOW CONFIG`` needs an admin user and no
+   charm option sets ``admin_users``: that one setting is a stand-in, written into the
+   leader's pgbouncer.ini through its workload (the charm's auth user, whose password the
+   charm put in the auth file), and the charm publishes it to the followers;
+8. stops everything, on success, failure or Ctrl-C.
 
 Exit status: 0 when every step worked, 1 on a failure, 2 when a program is missing or the
 demo cannot run here, 130 on Ctrl-C.
@@ -33,8 +41,10 @@ from types import FrameType
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from adapters.local.workload import find_pgbouncer
-from domain.auth_file import md5_secret, parse_auth_file
-from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
+from domain.auth_file import parse_auth_file
+from domain.backend import auth_password, auth_user_for
+from domain.peer_data import RELATION_PASSWORD_PREFIX
+from domain.pgb_config import parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
 from localenv.juju_model import (
     APP,
@@ -51,7 +61,7 @@ from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 INSTALL = "sudo apt-get install pgbouncer postgresql"
 PROCESSES = 2
 UNITS = 3
-ADMIN, APP_USER, DATABASE = "demo_admin", "demo_app", "demo"
+CLIENT_APP, CLIENT_DATABASE = "myapp", "appdb"
 
 
 class DemoFailed(Exception):
@@ -98,6 +108,16 @@ def mask_auth(text: str) -> str:
     return "  ".join(lines)
 
 
+def _store_content(model: MultiUnitModel) -> tuple[str, dict[str, str], int]:
+    """The peer secret store's Juju secret: (id, latest content, revisions)."""
+    secret_id = model.app_data.get(SECRET_ID_KEY, "")
+    key = secret_id.rsplit("/", 1)[-1].removeprefix("secret:")
+    for sid, _label, revision in model.secret_info():
+        if key and sid.rsplit("/", 1)[-1].removeprefix("secret:") == key:
+            return secret_id, model.secrets()[sid], revision
+    return secret_id, {}, 0
+
+
 def interface_table(model: MultiUnitModel) -> str:
     """The seed's "Expected Interface" table with the live values, credentials masked."""
     app = model.app_data
@@ -113,12 +133,11 @@ def interface_table(model: MultiUnitModel) -> str:
         ("**application databag**", ""),
     ]
     auth = model.published_auth()
+    secret_id, content, revision = _store_content(model)
     if model.has_secrets:
-        secret_id = app.get(SECRET_ID_KEY, "")
-        revisions = {sid: rev for sid, _label, rev in model.secret_info()}
         where = (
             f"in the Juju secret {secret_id} (label {SECRET_LABEL}, key {SECRET_AUTH_KEY}, "
-            f"revision {max(revisions.values(), default=0)}), not in the databag: "
+            f"revision {revision}), not in the databag: "
         )
     else:
         where = "in the application databag (Juju without secrets): "
@@ -130,16 +149,25 @@ def interface_table(model: MultiUnitModel) -> str:
             f"the leader's pgbouncer.ini, {len(cfg.splitlines())} lines: "
             f"databases {', '.join(name for name, _conn in parsed.databases) or '(none)'}; "
             f"pool_mode = {parsed.setting('pool_mode')}; "
+            f"auth_user = {parsed.setting('auth_user')}; "
             f"listen_port = {parsed.setting('listen_port')} (printed below)"
         )
     else:
         summary = "(none yet)"
     rows.append(("cfg_file", summary))
     rows.append(("leader_hostname", app.get("leader_hostname", "(none yet)")))
-    passwords = sorted(key for key in app if key.startswith("relation_id_"))
-    if passwords:
-        rows.extend((key, "****") for key in passwords)
+    if model.has_secrets:
+        prefix = RELATION_PASSWORD_PREFIX.replace("_", "-")
+        keys = sorted(key for key in content if key.startswith(prefix))
+        passwords = [key.replace("-", "_") for key in keys]
+        rows.extend(
+            (name, f"**** (in the Juju secret {secret_id}, key {key}, not in the databag)")
+            for name, key in zip(passwords, keys, strict=True)
+        )
     else:
+        passwords = sorted(key for key in app if key.startswith(RELATION_PASSWORD_PREFIX))
+        rows.extend((key, "****") for key in passwords)
+    if not passwords:
         rows.append(("relation_id_<N>", "(none: no client relation yet)"))
     for key in sorted(set(app) - {"cfg_file", "leader_hostname", "auth_file", *passwords}):
         rows.append((key, app[key]))
@@ -147,6 +175,19 @@ def interface_table(model: MultiUnitModel) -> str:
     for n in model.units:
         data = model.unit_data(n)
         rows.append((model.unit_name(n), ", ".join(f"{k}={v}" for k, v in sorted(data.items()))))
+    return "\n".join(f"| {key} | {value} |" for key, value in rows)
+
+
+def client_table(model: MultiUnitModel, relation_id: int) -> str:
+    """What the leader wrote in the client relation: the answer, the secret's ID."""
+    rows = [
+        (f"relation (id: {relation_id})", f"{CLIENT_APP} -> {APP}:database"),
+        ("---", "---"),
+    ]
+    for key, value in sorted(model.relation_data(relation_id).items()):
+        if key == "secret-user":
+            value += " (a Juju secret granted to the relation: username, password, uris)"
+        rows.append((key, value))
     return "\n".join(f"| {key} | {value} |" for key, value in rows)
 
 
@@ -159,58 +200,82 @@ def masked_cfg(text: str) -> str:
     return render_pgb_ini(cfg)
 
 
-def show_config(model: MultiUnitModel, n: int, index: int, password: str) -> dict[str, str]:
+def show_config(
+    model: MultiUnitModel, n: int, index: int, admin: tuple[str, str]
+) -> dict[str, str]:
     out = psql(
         "SHOW CONFIG",
         host=model.local_workload(n).instance_dir(index),
         port=int(model.config["listen_port"]),
-        user=ADMIN,
-        password=password,
+        user=admin[0],
+        password=admin[1],
         dbname="pgbouncer",
     )
     return {row.split("|")[0]: row.split("|")[1] for row in out.splitlines()}
 
 
-def settle(model: MultiUnitModel, seed: int) -> None:
-    report = model.settle(random.Random(seed))
+def settle(model: MultiUnitModel, seed: int, *, converge: bool = True) -> None:
+    report = model.settle(random.Random(seed), allow_deferred=not converge)
     problems = model.divergence()
-    if problems:
+    if converge and problems:
         raise DemoFailed("the units did not converge: " + "; ".join(problems))
-    say(f"    {report.deliveries} hooks delivered; {model.app_status()}")
+    waiting = f"; still deferred: {report.still_deferring}" if report.still_deferring else ""
+    say(f"    {report.deliveries} hooks delivered; {model.app_status()}{waiting}")
 
 
-def run(pg: PostgresCluster, model: MultiUnitModel, passwords: dict[str, str]) -> None:
-    port = model.config["listen_port"]
+def units_status(model: MultiUnitModel) -> str:
+    statuses = {model.unit_status(n) for n in model.units}
+    return "; ".join(sorted(statuses))
+
+
+def run(pg: PostgresCluster, model: MultiUnitModel) -> None:
+    port = int(model.config["listen_port"])
     say(f"{UNITS} units, {PROCESSES} pgbouncer processes each, all on port {port}")
     say(f"    (so_reuseport); the units' folders are under {model.base_dir}")
-    say("the backend stand-in: the auth file goes into the leader's container")
-    auth = "".join(f'"{user}" "{md5_secret(user, pw)}"\n' for user, pw in passwords.items())
-    model.setup_backend(auth)
     say("delivering the hooks Juju would send (install order, joins, pebble-ready...)")
-    settle(model, 0)
+    settle(model, 0, converge=False)
+    say(f"    units: {units_status(model)}")
     leader = model.leader
     if leader is None:
         raise DemoFailed("no leader")
 
-    say("writing admin_users (no charm option sets it) and a [databases] entry (a client "
-        "relation would add one; the model runs none) into the leader's pgbouncer.ini "
-        "through its workload")  # fmt: skip
-    workload = model.workload(leader)
-    cfg = parse_pgb_ini(workload.read_cfg() or "")
-    cfg = cfg.with_settings({"admin_users": ADMIN}).with_database(
-        DATABASE, ConnString({"host": pg.host, "port": str(pg.port), "dbname": DATABASE})
-    )
-    workload.write_cfg(render_pgb_ini(cfg))
-    model.update_status(leader)
+    say(f"juju integrate {APP}:backend-database postgresql-k8s (the PostgreSQL on port {pg.port};")
+    say(f"    its superuser's credentials in a Juju secret granted to {APP})")
+    model.relate_backend(pg)
     settle(model, 1)
+    say(f"    units: {units_status(model)}")
+    auth_user = auth_user_for(pg.superuser)
+    roles = pg.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{auth_user}'")
+    functions = pg.psql(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'pgbouncer_auth' AND p.proname = 'get_auth'"
+    )
+    if roles != "1" or functions != "1":
+        raise DemoFailed(f"auth_query is not set up on the PostgreSQL ({auth_user}: {roles})")
+    say(f"    on the PostgreSQL: role {auth_user} and pgbouncer_auth.get_auth() installed")
+
+    say(f"juju integrate {CLIENT_APP} {APP} (database {CLIENT_DATABASE!r})")
+    relation_id = model.relate_client(CLIENT_APP, CLIENT_DATABASE)
+    settle(model, 2)
+    say(f"    units: {units_status(model)}")
+    try:
+        client = model.client_credentials(relation_id)
+    except LookupError as err:
+        raise DemoFailed(f"the client got no credentials: {err}") from None
+    say(
+        f"    {CLIENT_APP} got user {client['username']} for database {client['database']}, "
+        f"endpoints {client['endpoints']}"
+    )
 
     print("\npgb-peers, live (the seed's Expected Interface):\n")
     print(interface_table(model))
+    print(f"\nthe client relation ({CLIENT_APP}), live:\n")
+    print(client_table(model, relation_id))
     print("\ncfg_file:\n")
     print("    " + masked_cfg(model.published_cfg() or "").replace("\n", "\n    "))
 
-    say("connecting psql through every unit (each process's unix socket)")
-    port = int(model.config["listen_port"])
+    say(f"connecting psql as {CLIENT_APP} ({client['username']}, the password the charm handed")
+    say("    it) through every process of every unit: pgbouncer asks auth_query for it")
     for n in model.units:
         for index in range(PROCESSES):
             folder = model.local_workload(n).instance_dir(index)
@@ -219,21 +284,35 @@ def run(pg: PostgresCluster, model: MultiUnitModel, passwords: dict[str, str]) -
                 " || ' of PostgreSQL ' || current_setting('server_version')",
                 host=folder,
                 port=port,
-                user=APP_USER,
-                password=passwords[APP_USER],
-                dbname=DATABASE,
+                user=client["username"],
+                password=client["password"],
+                dbname=client["database"],
             )
             say(f"    {model.unit_name(n)} process {index}: {answer}")
+    say("    client connected through every unit")
+
+    auth_pw = auth_password(model.published_auth(), auth_user)
+    if auth_pw is None:
+        raise DemoFailed(f"no password for {auth_user} in the published auth file")
+    admin = (auth_user, auth_pw)
+    say(f"stand-in for admin_users only (no charm option sets it): admin_users = {auth_user}")
+    say("    (the charm's auth user, in the auth file the charm wrote) goes into the leader's")
+    say("    pgbouncer.ini through its workload; the charm publishes it on its next hook")
+    workload = model.workload(leader)
+    cfg = parse_pgb_ini(workload.read_cfg() or "")
+    workload.write_cfg(render_pgb_ini(cfg.with_settings({"admin_users": auth_user})))
+    model.update_status(leader)
+    settle(model, 3)
 
     before_pids = {n: model.local_workload(n).pids() for n in model.units}
     before = {n: model.counters(n) for n in model.units}
     metrics = model.metrics.copy()
     for n in model.units:
-        modes = [show_config(model, n, i, passwords[ADMIN])["pool_mode"] for i in range(2)]
+        modes = [show_config(model, n, i, admin)["pool_mode"] for i in range(PROCESSES)]
         say(f"    {model.unit_name(n)} SHOW CONFIG pool_mode: {', '.join(modes)}")
-    say("juju config pgbouncer-k8s pool_mode=transaction")
+    say(f"juju config {APP} pool_mode=transaction")
     model.set_config(pool_mode="transaction")
-    settle(model, 2)
+    settle(model, 4)
     change = model.metrics.since(metrics)
     for n in model.units:
         role = "leader" if n == leader else "follower"
@@ -244,10 +323,10 @@ def run(pg: PostgresCluster, model: MultiUnitModel, passwords: dict[str, str]) -
         modes = []
         for index in range(PROCESSES):
             deadline = time.monotonic() + 5
-            mode = show_config(model, n, index, passwords[ADMIN])["pool_mode"]
+            mode = show_config(model, n, index, admin)["pool_mode"]
             while mode != "transaction" and time.monotonic() < deadline:
                 time.sleep(0.05)
-                mode = show_config(model, n, index, passwords[ADMIN])["pool_mode"]
+                mode = show_config(model, n, index, admin)["pool_mode"]
             modes.append(mode)
         say(
             f"    {model.unit_name(n)} ({role}): {signals} SIGHUP, {starts} starts, pids "
@@ -255,13 +334,23 @@ def run(pg: PostgresCluster, model: MultiUnitModel, passwords: dict[str, str]) -
             + (f"relation-changed for the new cfg_file: {heard}; " if n != leader else "")
             + f"SHOW CONFIG pool_mode: {', '.join(modes)}"
         )
-        if modes != ["transaction"] * PROCESSES or not same or starts:
+        if modes != ["transaction"] * PROCESSES or not same or starts or not signals:
             raise DemoFailed(f"{model.unit_name(n)} did not reload to pool_mode=transaction")
+    say("    every unit reloaded with pool_mode=transaction")
     say(
         f"    the change took {change.runs()} hook runs "
         f"({', '.join(f'{k} {v}' for k, v in change.per_kind().items())}), "
         f"{change.deferred()} deferrals"
     )
+    answer = psql(
+        "SELECT current_user",
+        host=model.local_workload(leader).instance_dir(0),
+        port=port,
+        user=client["username"],
+        password=client["password"],
+        dbname=client["database"],
+    )
+    say(f"    {CLIENT_APP} still connects in transaction mode (as {answer})")
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
@@ -275,23 +364,20 @@ def main() -> int:
     except SystemExit as err:
         print(err, file=sys.stderr)
         return 2
-    passwords = {ADMIN: os.urandom(12).hex(), APP_USER: os.urandom(12).hex()}
-    pg = PostgresCluster(auth_method="md5")
+    pg = PostgresCluster()
     model: MultiUnitModel | None = None
     try:
         say("starting a throwaway PostgreSQL")
         pg.start()
         say(f"    PostgreSQL on 127.0.0.1:{pg.port} (data in {pg.socket_dir})")
-        pg.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{passwords[APP_USER]}'")
-        pg.psql(f"CREATE DATABASE {DATABASE} OWNER {APP_USER}")
         model = MultiUnitModel(
             UNITS,
             real=True,
             processes=PROCESSES,
-            backend_port=pg.port,
+            backend=False,
             config={"listen_port": free_port()},
         )
-        run(pg, model, passwords)
+        run(pg, model)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
