@@ -15,6 +15,10 @@ test database are written into the leader's pgbouncer.ini through its workload. 
 publishes both on the leader's next hook, and every follower adopts them: nothing is written
 into a follower except by the charm.
 
+The last test relates the units for real instead (``relate_backend``, ``relate_client``): the
+charm's own handlers set ``auth_query`` up on the session's PostgreSQL and serve a client, which
+connects with the credentials the charm handed it.
+
 Figures (hook runs, deferrals, signals, pgbench transactions) are collected in ``FIGURES`` and
 printed by ``test_print_figures`` (run pytest with ``-s``).
 """
@@ -28,6 +32,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.postgres.auth_setup import make_dsn, remove_auth
+from domain.backend import auth_user_for
 from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
 from localenv.juju_model import APP_CHANGED, MultiUnitModel
@@ -433,3 +439,82 @@ def test_print_figures() -> None:
         print(f"\n== {title}")
         for key, value in figures.items():
             print(f"   {key}: {value}")
+
+
+# --- the charm's real relations --------------------------------------------------------------
+
+CLIENT_DB = "mu_client_db"
+
+
+@pytest.fixture
+def related(postgres: PostgresCluster) -> Iterator[MultiUnitModel]:
+    """Three units with no stand-in backend relation: the tests relate them for real. At
+    teardown no pgbouncer runs from their folders and what the charm made on the session's
+    PostgreSQL (the client's role and database, the auth role and its database) is gone."""
+    with MultiUnitModel(
+        3,
+        real=True,
+        processes=PROCESSES,
+        backend=False,
+        config={"listen_port": free_port()},
+    ) as model:
+        yield model
+    assert pgrep(model.base_dir) == [], "pgbouncer processes left running"
+    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
+    for database in (CLIENT_DB, "pgbouncer-k8s"):
+        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    exists = "SELECT count(*) FROM pg_roles WHERE rolname = 'relation_id_4'"
+    if postgres.psql(exists) == "1":
+        postgres.psql("DROP OWNED BY relation_id_4")
+        postgres.psql("DROP ROLE relation_id_4")
+    remove_auth(superuser, auth_user_for(postgres.superuser), ["postgres"])
+
+
+def test_real_relations_serve_a_client_through_every_unit_and_a_new_unit(
+    related: MultiUnitModel, postgres: PostgresCluster
+) -> None:
+    model = related
+    # Without a backend relation, the leader waits for it (it defers peer relation-created).
+    model.settle(random.Random(0), allow_deferred=True)
+    assert model.unit_status(0) == "blocked: add a backend-database relation to a PostgreSQL charm"
+
+    model.relate_backend(postgres)
+    model.settle(random.Random(1))
+    assert_converged(model)
+    auth_user = auth_user_for(postgres.superuser)
+    assert f"auth_user = {auth_user}" in (model.published_cfg() or "")
+    assert (model.published_auth() or "").startswith(f'"{auth_user}" "')
+
+    relation_id = model.relate_client("mu-client", CLIENT_DB)
+    model.settle(random.Random(2))
+    assert_converged(model)
+    client = model.client_credentials(relation_id)
+    assert client["username"] == f"relation_id_{relation_id}"
+    assert client["database"] == CLIENT_DB
+    assert client["endpoints"] == f"{model.hostname(0)}:{port(model)}"
+    assert client["read-only-endpoints"] == ",".join(
+        f"{model.hostname(n)}:{port(model)}" for n in (1, 2)
+    )
+    assert client["password"] not in "".join(model.relation_data(relation_id).values())
+
+    def connect_everywhere() -> None:
+        for n, index, folder in instances(model):
+            result = psql(
+                "SELECT current_user || ' ' || current_database()",
+                host=folder,
+                port=port(model),
+                user=client["username"],
+                password=client["password"],
+                dbname=CLIENT_DB,
+            )
+            assert result == f"{client['username']} {CLIENT_DB}", (n, index)
+
+    connect_everywhere()
+
+    # A new unit enters the relations too, applies the leader's files, and serves the client.
+    added = model.add_unit()
+    model.settle(random.Random(3))
+    assert_converged(model)
+    assert model.app_status() == "active: 4/4 units in sync"
+    assert model.hostname(added) in model.client_credentials(relation_id)["read-only-endpoints"]
+    connect_everywhere()
