@@ -9,7 +9,7 @@ Three figures, each measured the way a deployed hook would see it:
   every hook. Whole-process wall time of ``python -c "import charm"`` against
   ``python -c "import ops"``, medians over at least 15 runs each, and their ratio.
 - **Peak memory** of one hook: the peak RSS of a process that runs one follower
-  relation-changed through ``ops.testing``, against one that only imports ``ops.testing``
+  relation-changed through ``ops.testing`` (VmHWM), against one that only imports ``ops.testing``
   (the harness's share), and the peak of what the hook itself allocates (``tracemalloc``).
 
 ``measure()`` returns the figures for ``bench/run.py``; ``main()`` prints them.
@@ -123,12 +123,16 @@ def import_cost(runs: int = IMPORT_RUNS) -> dict[str, float]:
     return {"charm_ms": charm_ms, "ops_ms": ops_ms, "ratio": charm_ms / ops_ms, "runs": runs}
 
 
+# Peak RSS is read from VmHWM, the high-water mark of this process's own address space.
+# getrusage's ru_maxrss would not do: Linux carries it across fork and exec, so a child of a
+# large parent (bench/run.py) reports at least the parent's size.
 _ONE_HOOK = """
-import resource, sys, pathlib, tempfile
+import sys, pathlib, tempfile
 sys.path[:0] = [{root!r} + "/src", {root!r}]
 from ops import testing
 {body}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = open("/proc/self/status").read()
+print(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
 """
 _HOOK_BODY = """
 from tests.unit.charm_harness import container, context, write_files

@@ -268,8 +268,9 @@ def hook_memory() -> Section:
     return Section(
         "Peak memory of one hook",
         f"`{PY} bench/hook_costs.py`: `peak_rss()` runs one follower relation-changed under"
-        " ops.testing in a fresh process and prints its peak RSS (getrusage ru_maxrss) and the"
-        " peak tracemalloc figure of the hook alone; a second process only imports ops.testing.",
+        " ops.testing in a fresh process and prints its peak RSS (VmHWM of /proc/self/status)"
+        " and the peak tracemalloc figure of the hook alone; a second process only imports"
+        " ops.testing.",
         [
             Row(
                 "process running one hook, peak RSS", f"{rss['process_with_one_hook_mib']:.1f} MiB"
