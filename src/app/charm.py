@@ -212,6 +212,9 @@ class PgBouncerK8sCharm(ops.CharmBase):
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         if not self.unit.is_leader():
             return
+        if backend_relation(self.model) is None:
+            # Units in sync serve nobody without a backend; ops shows the blocked one first.
+            event.add_status(ops.BlockedStatus(NO_BACKEND))
         peers = PeerRelation(self.model)
         try:
             app = peers.app_data()

@@ -428,6 +428,8 @@ def test_pebble_ready_leader_renders_publishes_and_starts_the_layer(folder):
         "pgbouncer /var/lib/postgresql/pgbouncer/instance_1/pgbouncer.ini"
     )
     assert out.unit_status == testing.BlockedStatus(NO_BACKEND)
+    # In sync, but serving nobody: the application says so too.
+    assert out.app_status == testing.BlockedStatus(NO_BACKEND)
 
 
 def test_config_changed_leader_rerenders_publishes_and_reloads(folder, signals):
