@@ -53,6 +53,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
         self._sync = PeerSyncService()
         self._reasons: list[StatusReason] = []
         self._charm_config: CharmConfig | None = None
+        self._charm_config_read = False
+        self._store_adapter: SecretStorePort | None = None
         peers = self.on[PEER_RELATION]
         observe = framework.observe
         observe(self.on[CONTAINER].pebble_ready, self._on_pebble_ready)
@@ -87,10 +89,13 @@ class PgBouncerK8sCharm(ops.CharmBase):
         return PebbleWorkload(self.unit.get_container(CONTAINER), self.processes)
 
     def _store(self) -> SecretStorePort:
-        peers = PeerRelation(self.model)
-        if peers.relation is None:
-            raise StoreUnavailable(f"the {PEER_RELATION} relation does not exist yet")
-        return open_store(self.model, peers.relation, self.unit.is_leader())
+        """The peer secret store, one per hook, so every reader shares one read."""
+        if self._store_adapter is None:
+            peers = PeerRelation(self.model)
+            if peers.relation is None:
+                raise StoreUnavailable(f"the {PEER_RELATION} relation does not exist yet")
+            self._store_adapter = open_store(self.model, peers.relation, self.unit.is_leader())
+        return self._store_adapter
 
     # --- handlers --------------------------------------------------------------------------
 
@@ -180,12 +185,15 @@ class PgBouncerK8sCharm(ops.CharmBase):
             return None
 
     def _read_charm_config(self) -> CharmConfig | None:
+        """The charm config, read once a hook; an invalid one is reported once."""
+        if self._charm_config_read:
+            return self._charm_config
+        self._charm_config_read = True
         try:
             self._charm_config = converters.read_charm_config(self.config)
         except InvalidCharmConfig as err:
             logger.error("invalid charm config: %s", err)
             self._reasons.insert(0, StatusReason(Severity.BLOCKED, str(err)))
-            return None
         return self._charm_config
 
     def _refresh_clients(self) -> None:
@@ -194,10 +202,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
     # --- status ------------------------------------------------------------------------------
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        self._read_charm_config()
         reasons = list(self._reasons)
-        if self._charm_config is None:
-            self._read_charm_config()
-            reasons = list(self._reasons)
         if backend_relation(self.model) is None:
             reasons.append(StatusReason(Severity.BLOCKED, NO_BACKEND))
         reason = most_severe(reasons)

@@ -508,3 +508,45 @@ def test_leader_app_status_counts_units_in_sync(folder):
 
     assert out.app_status == testing.WaitingStatus("2/3 units in sync; behind: pgbouncer-k8s/2")
     assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+
+
+def test_one_hook_reads_the_peer_secret_once(folder, mocker):
+    # The leader reads the store to build its view, to store the auth file and for its
+    # application status: one secret-get serves all three.
+    import ops
+
+    peeks = mocker.spy(ops.Secret, "peek_content")
+    write_files(folder, cfg=CFG_A, auth=AUTH_B)
+    secret = store_secret(AUTH_A)
+    peer = testing.PeerRelation(
+        "pgb-peers",
+        local_app_data={"cfg_file": CFG_A, "leader_hostname": HOST0, SECRET_ID_KEY: secret.id},
+        local_unit_data={"hostname": HOST0, **ack_of(CFG_A, AUTH_B)},
+        peers_data={1: {"hostname": HOST1, **ack_of(CFG_A, AUTH_B)}},
+    )
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        containers={container(folder)},
+        relations={peer, backend()},
+        secrets={secret},
+    )
+    ctx = context()
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.get_secret(label=SECRET_LABEL).latest_content == {"auth-file": AUTH_B}
+    assert out.app_status == testing.ActiveStatus("2/2 units in sync")
+    assert peeks.call_count == 1
+
+
+def test_an_invalid_option_is_reported_once_a_hook(folder):
+    write_files(folder, cfg=CFG_A, auth=AUTH_A)
+    state, _peer = follower_state(folder)
+    ctx = context()
+    out = ctx.run(ctx.on.update_status(), dataclasses.replace(state, config={"listen_port": 0}))
+
+    errors = [line for line in ctx.juju_log if "invalid charm config" in line.message]
+    assert len(errors) == 1
+    assert out.unit_status == testing.BlockedStatus(
+        "invalid config option listen_port: 0 is not a port (1-65535)"
+    )

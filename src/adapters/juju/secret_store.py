@@ -60,38 +60,52 @@ class DatabagSecretStore:
 
 
 class JujuSecretStore:
-    """Juju with secrets: one application-owned secret whose ID the app databag names."""
+    """Juju with secrets: one application-owned secret whose ID the app databag names.
+
+    One instance serves one hook: it looks the secret up and reads its content once, and
+    keeps what it wrote, so the several readers of a hook cost one ``secret-get``.
+    """
 
     def __init__(self, model: ops.Model, relation: ops.Relation, is_leader: bool):
         self._model = model
         self._databag = relation.data[model.app]
         self._is_leader = is_leader
+        self._handle: ops.Secret | None = None
+        self._content: dict[str, str] | None = None
 
     def _secret(self) -> ops.Secret | None:
+        if self._handle is not None:
+            return self._handle
         secret_id = self._databag.get(SECRET_ID_KEY)
         try:
             if secret_id:
-                return self._model.get_secret(id=secret_id)
-            return self._model.get_secret(label=SECRET_LABEL)
+                self._handle = self._model.get_secret(id=secret_id)
+            else:
+                self._handle = self._model.get_secret(label=SECRET_LABEL)
         except ops.SecretNotFoundError:
             if secret_id:
                 raise StoreUnavailable(f"secret {secret_id} not found") from None
             return None
         except ops.ModelError as err:
             raise StoreUnavailable(f"cannot get the peer secret: {_first_line(err)}") from None
+        return self._handle
 
     def read(self) -> dict[str, str]:
-        secret = self._secret()
-        if secret is None:
-            return {}
-        try:
-            # The owner sees its newest revision with peek; others must refresh to track it.
-            content = (
-                secret.peek_content() if self._is_leader else secret.get_content(refresh=True)
-            )
-        except (ops.SecretNotFoundError, ops.ModelError) as err:
-            raise StoreUnavailable(f"cannot read the peer secret: {_first_line(err)}") from None
-        return {_from_secret_key(key): value for key, value in content.items()}
+        if self._content is None:
+            secret = self._secret()
+            if secret is None:
+                return {}
+            try:
+                # The owner sees its newest revision with peek; others refresh to track it.
+                content = (
+                    secret.peek_content() if self._is_leader else secret.get_content(refresh=True)
+                )
+            except (ops.SecretNotFoundError, ops.ModelError) as err:
+                raise StoreUnavailable(
+                    f"cannot read the peer secret: {_first_line(err)}"
+                ) from None
+            self._content = {_from_secret_key(key): value for key, value in content.items()}
+        return dict(self._content)
 
     def update(self, changes: Mapping[str, str | None]) -> None:
         secret = self._secret()
@@ -119,6 +133,7 @@ class JujuSecretStore:
             if self._databag.get(SECRET_ID_KEY) != secret.id and secret.id:
                 self._databag[SECRET_ID_KEY] = secret.id
             self._databag[STORE_DIGEST_KEY] = _content_digest(content)
+            self._handle, self._content = secret, wanted
         except ops.ModelError as err:
             raise StoreUnavailable(f"cannot write the peer secret: {_first_line(err)}") from None
 
