@@ -51,8 +51,6 @@ import attrs
 
 from domain.errors import InvalidAuthFile
 
-AUTH_FILE_KEY = "auth_file"
-
 # pgbouncer 1.18's MAX_USERNAME and MAX_PASSWORD: a field whose written form (doubled quotes
 # included) reaches these many bytes makes pgbouncer stop reading the file.
 _MAX_USER_BYTES = 127

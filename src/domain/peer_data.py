@@ -51,6 +51,19 @@ def relation_password_key(relation_id: int) -> str:
     return f"{RELATION_PASSWORD_PREFIX}{relation_id}"
 
 
+def password_relation_id(key: str) -> int | None:
+    """N for a ``relation_id_<N>`` key, None for any other key."""
+    number = key.removeprefix(RELATION_PASSWORD_PREFIX)
+    if number != key and number.isascii() and number.isdigit():
+        return int(number)
+    return None
+
+
+def is_store_key(key: str) -> bool:
+    """Whether ``key`` is one of the secret store's (the contract's key names)."""
+    return key == AUTH_FILE_KEY or password_relation_id(key) is not None
+
+
 def is_valid_hostname(value: str) -> bool:
     return _HOSTNAME.fullmatch(value) is not None
 

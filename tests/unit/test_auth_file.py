@@ -19,7 +19,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.auth_file import (
-    AUTH_FILE_KEY,
     AuthEntry,
     AuthFile,
     SecretKind,
@@ -41,10 +40,6 @@ KEY = "zHCdol2044/ZyWzPLi7oxApCkamKw9Z+E4U/QApd/5Y="
 
 # The secret most rejection cases carry: no message may contain it.
 PASSWORD = "hunter2"
-
-
-def test_auth_file_key() -> None:
-    assert AUTH_FILE_KEY == "auth_file"
 
 
 # --- Literal texts ----------------------------------------------------------------------------

@@ -11,7 +11,13 @@ from adapters.juju.converters import (
 )
 from domain.charm_config import CharmConfig
 from domain.errors import InvalidCharmConfig, InvalidPeerData
-from domain.peer_data import Acknowledgement, AppPeerData, UnitPeerData
+from domain.peer_data import (
+    Acknowledgement,
+    AppPeerData,
+    UnitPeerData,
+    is_store_key,
+    password_relation_id,
+)
 
 HOST = "pgbouncer-k8s-0.pgbouncer-k8s-endpoints.test.svc.cluster.local"
 
@@ -92,3 +98,22 @@ def test_charm_config_defaults_and_values():
     assert read_charm_config(
         {"listen_port": 7000, "pool_mode": "transaction", "max_db_connections": 0}
     ) == CharmConfig(listen_port=7000, pool_mode="transaction", max_db_connections=0)
+
+
+@pytest.mark.parametrize(
+    ("key", "relation_id", "in_store"),
+    [
+        ("auth_file", None, True),
+        ("relation_id_4", 4, True),
+        ("relation_id_12", 12, True),
+        ("relation_id_", None, False),
+        ("relation_id_x", None, False),
+        ("relation_id_-1", None, False),
+        ("relation_id_\u0664", None, False),  # a non-ASCII digit
+        ("cfg_file", None, False),
+        ("secret_id", None, False),
+    ],
+)
+def test_the_store_keys_are_the_contracts(key, relation_id, in_store):
+    assert password_relation_id(key) == relation_id
+    assert is_store_key(key) is in_store

@@ -29,11 +29,11 @@ from domain.peer_data import (
     APPLY_OK_KEY,
     AUTH_FILE_KEY,
     HOSTNAME_KEY,
-    RELATION_PASSWORD_PREFIX,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
+    password_relation_id,
 )
 
 _TRUE, _FALSE = "true", "false"
@@ -94,9 +94,9 @@ def _structure_unit(raw: Mapping[str, str], _type: object) -> UnitPeerData:
 def _structure_store(raw: Mapping[str, str], _type: object) -> StoreContents:
     passwords: list[tuple[int, str]] = []
     for key, value in raw.items():
-        number = key.removeprefix(RELATION_PASSWORD_PREFIX)
-        if key.startswith(RELATION_PASSWORD_PREFIX) and number.isdigit() and value:
-            passwords.append((int(number), value))
+        relation_id = password_relation_id(key)
+        if relation_id is not None and value:
+            passwords.append((relation_id, value))
     return StoreContents(
         auth_file=optional_str(raw.get(AUTH_FILE_KEY), str), passwords=tuple(sorted(passwords))
     )

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import ops
 
-from domain.peer_data import content_digest
+from domain.peer_data import content_digest, is_store_key
 
 SECRET_LABEL = "pgb-peers-store"
 SECRET_ID_KEY = "secret_id"
@@ -44,12 +44,11 @@ def _from_secret_key(key: str) -> str:
 class DatabagSecretStore:
     """Juju without secrets: the store is the peer application databag."""
 
-    def __init__(self, relation: ops.Relation, app: ops.Application, keys: "KeyFilter"):
+    def __init__(self, relation: ops.Relation, app: ops.Application):
         self._databag = relation.data[app]
-        self._keys = keys
 
     def read(self) -> dict[str, str]:
-        return {key: value for key, value in self._databag.items() if self._keys(key)}
+        return {key: value for key, value in self._databag.items() if is_store_key(key)}
 
     def update(self, changes: Mapping[str, str | None]) -> None:
         for key, value in changes.items():
@@ -138,23 +137,13 @@ class JujuSecretStore:
             raise StoreUnavailable(f"cannot write the peer secret: {_first_line(err)}") from None
 
 
-class KeyFilter:
-    """Which application databag keys belong to the store (the contract's key names)."""
-
-    def __call__(self, key: str) -> bool:
-        if key == "auth_file":
-            return True
-        number = key.removeprefix("relation_id_")
-        return key.startswith("relation_id_") and number.isdigit()
-
-
 def open_store(
     model: ops.Model, relation: ops.Relation, is_leader: bool
 ) -> "JujuSecretStore | DatabagSecretStore":
     """The store this model's Juju supports."""
     if model.juju_version.has_secrets:
         return JujuSecretStore(model, relation, is_leader)
-    return DatabagSecretStore(relation, model.app, KeyFilter())
+    return DatabagSecretStore(relation, model.app)
 
 
 def _content_digest(content: Mapping[str, str]) -> str:
