@@ -68,7 +68,7 @@ def pebble_calls() -> dict[str, collections.Counter[str]]:
     """Pebble calls of one follower relation-changed: new files, then the same data again."""
     from ops import testing
 
-    from app.charm import PgBouncerK8sCharm
+    from charm import PgBouncerK8sCharm
     from tests.unit.charm_harness import PROCESSES, container, context, write_files
     from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A, CFG_B, HOST0, HOST1
     from tests.unit.test_charm import ack_of, backend, store_secret

@@ -99,7 +99,7 @@ from adapters.juju import converters
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.secret_store import SECRET_ID_KEY
 from adapters.local.workload import LocalWorkload
-from app.charm import PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
 from domain.peer_data import AUTH_FILE_KEY, CFG_FILE_KEY, LEADER_HOSTNAME_KEY, UnitPeerData
 from domain.ports import WorkloadPort
 from domain.status import Severity

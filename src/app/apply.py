@@ -1,102 +1,239 @@
-"""Carrying out the domain's effects, in the order given, through the adapters.
+"""Carrying out one hook's plan, in the order given, through the adapters.
 
-An effect that fails (Pebble gone, a secret unreadable, a databag refusing a write) stops the
-list there: what comes after it (publishing, acknowledging) would claim something that did
-not happen. The failure becomes a waiting reason and the event is deferred, so the next hook
-tries again; the domain's effects are idempotent, so repeating them is safe.
+An effect that fails (Pebble gone, a secret unreadable, a databag refusing a write, the
+backend unreachable) stops the list there: what comes after it (writing the files that name
+a setup, publishing, acknowledging, answering a client) would claim something that did not
+happen. The failure becomes a waiting reason and the event is deferred, so the next hook tries
+again; the effects are idempotent, so repeating them is safe. A ``best_effort`` effect (a
+clean-up on the backend) is the exception: its failure is reported and the list goes on,
+and the unit's memory keeps what is left to do for a later hook.
+
+Consecutive changes to the peer secret store are written together: one secret revision per
+hook.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 
-import attrs
 import ops
 
-from adapters.juju.peer_relation import PeerRelation, PeerRelationMissing
+from adapters.errors import first_line
+from adapters.juju.backend import request_database
+from adapters.juju.clients import ClientSecretUnavailable
+from adapters.juju.peer_relation import PeerRelationMissing
 from adapters.juju.secret_store import StoreUnavailable
+from adapters.postgres.errors import BackendUnavailable
+from app.gather import Adapters
 from domain.effects import (
     Acknowledge,
+    AnswerClient,
+    CreateClientRole,
     Defer,
+    DropClientRole,
     Effect,
+    ForgetClient,
+    GiveUpRoleDrops,
+    HandCredentials,
+    InstallAuth,
     PublishCfg,
     PublishLeaderHostname,
-    RefreshClientRelations,
     Reload,
+    RememberBackendSetup,
+    RememberClient,
     RemoveAuth,
+    RemoveAuthSetup,
+    RemovePassword,
+    RemoveStoredAuth,
     Report,
+    RequestDatabase,
     Restart,
+    RevokeCredentials,
     SetHostname,
     StoreAuth,
+    StorePassword,
     WriteAuth,
     WriteCfg,
 )
-from domain.peer_data import AUTH_FILE_KEY
-from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
+from domain.peer_data import AUTH_FILE_KEY, relation_password_key
+from domain.ports import WorkloadUnavailable
 from domain.status import Severity, StatusReason
 
 logger = logging.getLogger(__name__)
 
-_FAILURES = (WorkloadUnavailable, StoreUnavailable, PeerRelationMissing, ops.ModelError)
+_FAILURES = (
+    WorkloadUnavailable,
+    StoreUnavailable,
+    PeerRelationMissing,
+    BackendUnavailable,
+    ClientSecretUnavailable,
+    ops.ModelError,
+)
+_STORE_EFFECTS = (StoreAuth, RemoveStoredAuth, StorePassword, RemovePassword)
 
 
-@attrs.define
 class EffectApplier:
-    peers: PeerRelation
-    workload: WorkloadPort
-    store: Callable[[], SecretStorePort]
-    refresh_clients: Callable[[], None]
-    reasons: list[StatusReason]
+    def __init__(self, adapters: Adapters):
+        self._adapters = adapters
 
-    def apply(self, effects: Iterable[Effect], event: ops.EventBase) -> None:
-        for effect in effects:
+    def apply(self, effects: Iterable[Effect], event: ops.EventBase) -> list[StatusReason]:
+        """Carry out ``effects``; the reasons to show (the plan's and the failures')."""
+        reasons: list[StatusReason] = []
+        for batch in _batches(effects):
+            effect = batch[0]
             try:
-                self._apply(effect, event)
+                self._apply(batch, event, reasons)
             except _FAILURES as err:
-                message = f"{_describe(effect)} failed: {_first_line(err)}"
+                message = f"{_describe(effect)}: {first_line(err)}"
+                reasons.append(StatusReason(Severity.WAITING, message))
+                if effect.best_effort:
+                    logger.warning("%s; will retry on a later hook", message)
+                    continue
                 logger.warning("%s; deferring %s", message, type(event).__name__)
-                self.reasons.append(StatusReason(Severity.WAITING, message))
                 event.defer()
-                return
+                return reasons
+        return reasons
 
-    def _apply(self, effect: Effect, event: ops.EventBase) -> None:
+    def _apply(
+        self, batch: list[Effect], event: ops.EventBase, reasons: list[StatusReason]
+    ) -> None:
+        effect = batch[0]
+        if isinstance(effect, _STORE_EFFECTS):
+            self._adapters.store().update(_store_changes(batch))
+        elif isinstance(effect, Report):
+            logger.info("status reason: %s", effect.reason.message)
+            reasons.append(effect.reason)
+        elif isinstance(effect, Defer):
+            logger.info("deferring %s: %s", type(event).__name__, effect.reason)
+            event.defer()
+        elif not (
+            self._apply_local(effect) or self._apply_backend(effect) or self._apply_memory(effect)
+        ):
+            self._apply_clients(effect)
+        if not isinstance(effect, Report | Defer):
+            logger.debug("applied %s", type(effect).__name__)
+
+    def _apply_local(self, effect: Effect) -> bool:
+        """This unit's container and peer databags."""
+        workload, peers = self._adapters.workload, self._adapters.peers
         match effect:
             case SetHostname(hostname):
-                self.peers.set_hostname(hostname)
-            case RefreshClientRelations():
-                self.refresh_clients()
+                peers.set_hostname(hostname)
             case WriteCfg(content):
-                self.workload.write_cfg(content)
+                workload.write_cfg(content)
             case WriteAuth(content):
-                self.workload.write_auth(content)
+                workload.write_auth(content)
             case RemoveAuth():
-                self.workload.remove_auth()
+                workload.remove_auth()
             case Reload():
-                self.workload.reload()
+                workload.reload()
             case Restart():
-                self.workload.restart()
+                workload.restart()
             case PublishCfg(content):
-                self.peers.publish_cfg(content)
+                peers.publish_cfg(content)
             case PublishLeaderHostname(hostname):
-                self.peers.publish_leader_hostname(hostname)
-            case StoreAuth(content):
-                self.store().update({AUTH_FILE_KEY: content})
+                peers.publish_leader_hostname(hostname)
             case Acknowledge(ack):
-                self.peers.acknowledge(ack)
-            case Report(reason):
-                logger.info("status reason: %s", reason.message)
-                self.reasons.append(reason)
-            case Defer(reason):
-                logger.info("deferring %s: %s", type(event).__name__, reason)
-                event.defer()
-        if not isinstance(effect, Report | Defer):
-            logger.debug("applied %s", _describe(effect))
+                peers.acknowledge(ack)
+            case _:
+                return False
+        return True
+
+    def _apply_backend(self, effect: Effect) -> bool:
+        """The backend-database relation and the backend database."""
+        adapters = self._adapters
+        match effect:
+            case RequestDatabase(database):
+                relation = adapters.backend_relation()
+                if relation is not None:
+                    request_database(adapters.model, relation, database)
+            case InstallAuth(access, auth_user, password, databases):
+                adapters.postgres().install_auth(access, auth_user, password, databases)
+            case CreateClientRole(access, relation_id, user, password, database, roles):
+                adapters.postgres().create_client(
+                    access, relation_id, user, password, database, roles
+                )
+            case RemoveAuthSetup(access, auth_user, databases):
+                adapters.postgres().remove_auth(access, auth_user, databases)
+            case DropClientRole(access, relation_id, user):
+                adapters.postgres().drop_client(access, relation_id, user)
+                adapters.memory.role_dropped(relation_id)
+            case _:
+                return False
+        return True
+
+    def _apply_memory(self, effect: Effect) -> bool:
+        memory = self._adapters.memory
+        match effect:
+            case RememberBackendSetup(digest):
+                memory.remember_backend(digest)
+            case RememberClient(relation_id, digest, database):
+                memory.remember_client(relation_id, digest, database)
+            case ForgetClient(relation_id, drop_role):
+                memory.forget_client(relation_id, drop_role)
+            case GiveUpRoleDrops(users):
+                # The roles were on a backend this charm is no longer related to.
+                logger.warning(
+                    "backend-database relation gone: drop the role(s) %s by hand", ", ".join(users)
+                )
+                memory.give_up_role_drops()
+            case _:
+                return False
+        return True
+
+    def _apply_clients(self, effect: Effect) -> None:
+        clients = self._adapters.clients()
+        match effect:
+            case HandCredentials(relation_id, username, password, uris):
+                clients.hand(relation_id, username, password, uris)
+                logger.info("database relation %d: credentials handed", relation_id)
+            case AnswerClient(relation_id, fields):
+                clients.answer(relation_id, dict(fields))
+            case RevokeCredentials(relation_id):
+                clients.revoke(relation_id)
+
+
+def _batches(effects: Iterable[Effect]) -> Iterator[list[Effect]]:
+    """Each effect alone, except consecutive store changes, which make one batch."""
+    batch: list[Effect] = []
+    for effect in effects:
+        if batch and not (
+            isinstance(effect, _STORE_EFFECTS) and isinstance(batch[0], _STORE_EFFECTS)
+        ):
+            yield batch
+            batch = []
+        batch.append(effect)
+    if batch:
+        yield batch
+
+
+def _store_changes(batch: list[Effect]) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for effect in batch:
+        match effect:
+            case StoreAuth(content):
+                changes[AUTH_FILE_KEY] = content
+            case RemoveStoredAuth():
+                changes[AUTH_FILE_KEY] = None
+            case StorePassword(relation_id, password):
+                changes[relation_password_key(relation_id)] = password
+            case RemovePassword(relation_id):
+                changes[relation_password_key(relation_id)] = None
+    return changes
 
 
 def _describe(effect: Effect) -> str:
-    # Effects hide file contents in their repr; the class name says what was attempted.
-    return type(effect).__name__
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err)
-    return text.splitlines()[0] if text else type(err).__name__
+    """What was attempted, for the status; never a file's content or a credential."""
+    match effect:
+        case InstallAuth(databases=databases) if len(databases) > 1:
+            return "cannot set up auth_query on the backend"
+        case InstallAuth(databases=databases):
+            return f"cannot set up auth_query in database {databases[0]} on the backend"
+        case CreateClientRole(relation_id=relation_id, database=database):
+            where = f"database relation {relation_id}"
+            return f"{where}: cannot set up database {database} on the backend"
+        case RemoveAuthSetup():
+            return "removing the auth setup from the backend"
+        case DropClientRole(user=user):
+            return f"dropping role {user} on the backend"
+        case _:
+            return f"{type(effect).__name__} failed"

@@ -22,8 +22,8 @@ with its single line, the auth role and its secret. The secret is the plain pass
 default: pgbouncer must log in to the backend as that role, and against a server storing
 SCRAM-SHA-256 verifiers (PostgreSQL's default since 14) it can only do so knowing the
 password; an md5 secret works only against a server keeping md5 hashes. ``without_auth_query``
-undoes the settings when the relation goes (``auth_file`` stays: the initial config has it)
-and says that pgbouncer must restart for it: a reload keeps the old ``auth_user``.
+undoes the settings when the relation goes (``auth_file`` stays: the initial config has it);
+``pgb_config.change_kind`` says that pgbouncer must restart for it.
 No function here does I/O.
 """
 
@@ -192,6 +192,23 @@ class BackendEndpoints:
         return self.endpoints[0]
 
 
+@attrs.frozen
+class BackendAccess:
+    """How to reach the backend as its superuser: the primary and the delivered user."""
+
+    primary: HostPort
+    credentials: BackendCredentials = attrs.field(repr=False)
+
+    @classmethod
+    def of(cls, endpoints: BackendEndpoints, credentials: BackendCredentials) -> BackendAccess:
+        return cls(endpoints.primary, credentials)
+
+    def fingerprint(self) -> str:
+        """What "already done for these credentials" compares (the caller digests it)."""
+        user = self.credentials
+        return "\n".join((user.username, user.password, self.primary.render()))
+
+
 def auth_user_for(backend_user: str) -> str:
     """The name of the login role pgbouncer's ``auth_query`` runs as."""
     _validate_username(backend_user)
@@ -235,24 +252,14 @@ def with_auth_query(
     return AuthSetupFiles(cfg=render_pgb_ini(cfg), auth=render_auth_file(AuthFile((entry,))))
 
 
-@attrs.frozen
-class AuthRemoval:
-    """pgbouncer.ini without the auth settings, and whether pgbouncer must restart for it."""
-
-    cfg: str
-    restart: bool
-
-
-def without_auth_query(cfg_text: str) -> AuthRemoval:
+def without_auth_query(cfg_text: str) -> str:
     """The leader's pgbouncer.ini without ``auth_user`` and ``auth_query``.
 
-    pgbouncer 1.18 resets ``auth_query`` to its default when a reload finds the line gone,
-    but keeps the old ``auth_user`` (it has no default; ``auth_user =`` only makes it log in
-    as an empty user name), so taking ``auth_user`` out needs a restart.
+    Whether pgbouncer must restart for it is ``pgb_config.change_kind``'s one rule: 1.18
+    resets ``auth_query`` on reload but keeps an ``auth_user`` whose line is gone.
     """
     cfg = parse_pgb_ini(cfg_text)
-    new = render_pgb_ini(cfg.with_settings({"auth_user": None, "auth_query": None}))
-    return AuthRemoval(cfg=new, restart=cfg.setting("auth_user") is not None)
+    return render_pgb_ini(cfg.with_settings({"auth_user": None, "auth_query": None}))
 
 
 def auth_password(auth_text: str | None, auth_user: str) -> str | None:

@@ -150,19 +150,31 @@ def client_uri(user: str, password: str, host_port: str, database: str) -> str:
     return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host_port}/{database}"
 
 
+def units_lagging(
+    database: str, published_cfg: str | None, units: Mapping[str, UnitPeerData]
+) -> int:
+    """How many live units do not run a published config that serves ``database`` yet.
+
+    Every unit lags while no published config holds the database. The one rule behind the
+    credential gate (``ready_for_client``) and the waiting status that names the count.
+    """
+    if published_cfg is None:
+        return len(units)
+    try:
+        if parse_pgb_ini(published_cfg).database(database) is None:
+            return len(units)
+    except InvalidInput:
+        return len(units)
+    digest = content_digest(published_cfg)
+    return sum(
+        1
+        for data in units.values()
+        if data.ack is None or not data.ack.ok or data.ack.cfg_digest != digest
+    )
+
+
 def ready_for_client(
     request: ClientRequest, published_cfg: str | None, units: Mapping[str, UnitPeerData]
 ) -> bool:
     """Whether every live unit runs a published config that serves ``request``'s database."""
-    if published_cfg is None:
-        return False
-    try:
-        if parse_pgb_ini(published_cfg).database(request.database) is None:
-            return False
-    except InvalidInput:
-        return False
-    digest = content_digest(published_cfg)
-    return bool(units) and all(
-        data.ack is not None and data.ack.ok and data.ack.cfg_digest == digest
-        for data in units.values()
-    )
+    return bool(units) and units_lagging(request.database, published_cfg, units) == 0

@@ -1,27 +1,37 @@
-"""Effects: the commands ``PeerSyncService`` returns and the adapters carry out.
+"""Effects: the commands the domain's services return and the adapters carry out.
 
 Each effect is a frozen value named in the imperative for what it makes happen. It validates
 itself when built, so an effect that would write a pgbouncer.ini pgbouncer refuses, an auth
 file with a bad line, or an empty hostname cannot exist: a wrong decision fails in the core,
-loudly, instead of reaching a container.
+loudly, instead of reaching a container. Effects that carry a credential hide it in their repr.
 
-The order of a returned list is part of the contract, and adapters apply it as given:
+One hook returns one ordered list (``domain.hook_plan``), and the applier carries it out as
+given, stopping at the first failure. The order is part of the contract (``RANK`` below):
 
-1. unit databag (``SetHostname``), then client relation databags (``RefreshClientRelations``);
-2. the container's files (``WriteCfg``, ``WriteAuth``, ``RemoveAuth``), then the processes
-   (``Reload`` or ``Restart``), so pgbouncer never re-reads a half-updated pair;
-3. the peer data the leader publishes (``PublishCfg``, ``PublishLeaderHostname``,
-   ``StoreAuth``), after its own container has the same files;
-4. ``Acknowledge`` (what this unit now runs), ``Report`` (why it is not simply active);
-5. ``Defer`` last: the seed's "a deferral is always followed by a return".
+1. this unit's databag (``SetHostname``) and the backend request (``RequestDatabase``);
+2. the backend database (``InstallAuth``, ``CreateClientRole``): set up before any file
+   names what it set up;
+3. the container's files (``WriteCfg``, ``WriteAuth``, ``RemoveAuth``), then the processes
+   (one ``Reload`` or ``Restart`` at most), so pgbouncer never re-reads a half-updated pair;
+4. the peer data the leader publishes (``PublishCfg``, ``PublishLeaderHostname``) and the
+   secret store (``StoreAuth``, ``StorePassword``...), after its own container has them;
+5. ``Acknowledge`` (what this unit now runs), then the client applications' answers
+   (``HandCredentials`` before ``AnswerClient``: a client seeing endpoints expects credentials);
+6. this unit's memory (``Remember...``), then clean-up on the backend that may fail
+   without harm (``RemoveAuthSetup``, ``DropClientRole``: ``best_effort``);
+7. ``Report`` (why it is not simply active) and ``Defer`` last: the seed's "a deferral is
+   always followed by a return".
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import attrs
 
 from domain.auth_file import parse_auth_file
-from domain.errors import InvalidPeerData
+from domain.backend import BackendAccess
+from domain.errors import InvalidEffect, InvalidPeerData
 from domain.peer_data import Acknowledgement, is_valid_hostname
 from domain.pgb_config import parse_pgb_ini
 from domain.status import StatusReason
@@ -31,10 +41,13 @@ class _Effect:
     """The repr attrs would write, from one function instead of one generated per class.
 
     attrs compiles a ``__repr__`` for each class it decorates, nearly half of what building
-    the class costs, and every hook imports these thirteen classes to use a few of them.
+    the class costs, and every hook imports these classes to use a few of them.
     """
 
     __slots__ = ()
+    # A failure of a best-effort effect is reported, and the rest of the list still runs:
+    # what it cleans up stays in memory and is tried again on a later hook.
+    best_effort: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         shown = []
@@ -59,8 +72,21 @@ def _valid_hostname(_instance: object, attribute: attrs.Attribute[str], value: s
 
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
-    if not value.strip():
-        raise ValueError(f"{attribute.name} must not be empty")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEffect(f"{attribute.name} must not be empty")
+
+
+def _relation_id(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidEffect(f"{attribute.name}: {value!r} is not a relation id")
+
+
+def _names(_instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple) -> None:
+    if not value or not all(isinstance(name, str) and name for name in value):
+        raise InvalidEffect(f"{attribute.name} must name at least one database")
+
+
+# --- this unit and the backend request ------------------------------------------------------
 
 
 @attrs.frozen(repr=False)
@@ -71,8 +97,60 @@ class SetHostname(_Effect):
 
 
 @attrs.frozen(repr=False)
-class RefreshClientRelations(_Effect):
-    """Bring the client relations' databags up to date with the peers (endpoints)."""
+class RequestDatabase(_Effect):
+    """Leader: ask the backend-database relation for this database (and a superuser)."""
+
+    database: str = attrs.field(validator=_non_empty)
+
+
+# --- the backend database -------------------------------------------------------------------
+
+
+@attrs.frozen(repr=False)
+class InstallAuth(_Effect):
+    """Create or update the auth role and its ``auth_query`` function in these databases."""
+
+    access: BackendAccess = attrs.field(repr=False)
+    auth_user: str = attrs.field(validator=_non_empty)
+    password: str = attrs.field(validator=_non_empty, repr=False)
+    databases: tuple[str, ...] = attrs.field(converter=tuple, validator=_names)
+
+
+@attrs.frozen(repr=False)
+class CreateClientRole(_Effect):
+    """Create or reset a client relation's role, and its database if missing."""
+
+    access: BackendAccess = attrs.field(repr=False)
+    relation_id: int = attrs.field(validator=_relation_id)
+    user: str = attrs.field(validator=_non_empty)
+    password: str = attrs.field(validator=_non_empty, repr=False)
+    database: str = attrs.field(validator=_non_empty)
+    extra_user_roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(repr=False)
+class RemoveAuthSetup(_Effect):
+    """Drop the auth role and, where no other role uses them, its function and schema."""
+
+    best_effort: ClassVar[bool] = True
+
+    access: BackendAccess = attrs.field(repr=False)
+    auth_user: str = attrs.field(validator=_non_empty)
+    databases: tuple[str, ...] = attrs.field(converter=tuple, validator=_names)
+
+
+@attrs.frozen(repr=False)
+class DropClientRole(_Effect):
+    """Drop a removed client relation's role, keeping its data; forget it once dropped."""
+
+    best_effort: ClassVar[bool] = True
+
+    access: BackendAccess = attrs.field(repr=False)
+    relation_id: int = attrs.field(validator=_relation_id)
+    user: str = attrs.field(validator=_non_empty)
+
+
+# --- the container --------------------------------------------------------------------------
 
 
 @attrs.frozen(repr=False)
@@ -104,6 +182,9 @@ class Restart(_Effect):
     """Stop and start every pgbouncer process: a restart-only setting changed, or none runs."""
 
 
+# --- the peer relation and the secret store ---------------------------------------------------
+
+
 @attrs.frozen(repr=False)
 class PublishCfg(_Effect):
     """Leader: put this pgbouncer.ini in the application databag as ``cfg_file``."""
@@ -126,10 +207,95 @@ class StoreAuth(_Effect):
 
 
 @attrs.frozen(repr=False)
+class RemoveStoredAuth(_Effect):
+    """Leader: take the auth file out of the peer secret store (the backend is gone)."""
+
+
+@attrs.frozen(repr=False)
+class StorePassword(_Effect):
+    """Leader: keep a client relation's password in the peer secret store."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+    password: str = attrs.field(validator=_non_empty, repr=False)
+
+
+@attrs.frozen(repr=False)
+class RemovePassword(_Effect):
+    """Leader: take a removed client relation's password out of the peer secret store."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+
+
+@attrs.frozen(repr=False)
 class Acknowledge(_Effect):
     """Record in the unit databag what this unit has applied and whether that worked."""
 
     ack: Acknowledgement
+
+
+# --- client applications ----------------------------------------------------------------------
+
+
+@attrs.frozen(repr=False)
+class HandCredentials(_Effect):
+    """Leader: give a client its user, password and URI (a Juju secret, or plain fields)."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+    username: str = attrs.field(validator=_non_empty)
+    password: str = attrs.field(validator=_non_empty, repr=False)
+    uris: str = attrs.field(validator=_non_empty, repr=False)
+
+
+@attrs.frozen(repr=False)
+class AnswerClient(_Effect):
+    """Leader: set these keys in the client relation's databag (a value of None removes it)."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+    fields: tuple[tuple[str, str | None], ...] = attrs.field(converter=tuple)
+
+
+@attrs.frozen(repr=False)
+class RevokeCredentials(_Effect):
+    """Leader: remove a removed client relation's credentials secret."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+
+
+# --- this unit's memory -----------------------------------------------------------------------
+
+
+@attrs.frozen(repr=False)
+class RememberBackendSetup(_Effect):
+    """The auth setup is done for these credentials (a one-way digest; empty forgets it)."""
+
+    digest: str
+
+
+@attrs.frozen(repr=False)
+class RememberClient(_Effect):
+    """A client relation is set up on the backend (a one-way digest of what) for a database."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+    digest: str = attrs.field(validator=_non_empty)
+    database: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(repr=False)
+class ForgetClient(_Effect):
+    """A client relation is gone; with ``drop_role``, its role is kept to be dropped."""
+
+    relation_id: int = attrs.field(validator=_relation_id)
+    drop_role: bool
+
+
+@attrs.frozen(repr=False)
+class GiveUpRoleDrops(_Effect):
+    """The backend these roles were on is gone: stop trying, and log what to drop by hand."""
+
+    users: tuple[str, ...] = attrs.field(converter=tuple)
+
+
+# --- status and deferral ----------------------------------------------------------------------
 
 
 @attrs.frozen(repr=False)
@@ -148,7 +314,11 @@ class Defer(_Effect):
 
 Effect = (
     SetHostname
-    | RefreshClientRelations
+    | RequestDatabase
+    | InstallAuth
+    | CreateClientRole
+    | RemoveAuthSetup
+    | DropClientRole
     | WriteCfg
     | WriteAuth
     | RemoveAuth
@@ -157,7 +327,55 @@ Effect = (
     | PublishCfg
     | PublishLeaderHostname
     | StoreAuth
+    | RemoveStoredAuth
+    | StorePassword
+    | RemovePassword
     | Acknowledge
+    | HandCredentials
+    | AnswerClient
+    | RevokeCredentials
+    | RememberBackendSetup
+    | RememberClient
+    | ForgetClient
+    | GiveUpRoleDrops
     | Report
     | Defer
 )
+
+# The contract's order (see the module docstring). Sorting is stable: effects of one rank
+# keep the order they were decided in.
+RANK: dict[type, int] = {
+    SetHostname: 0,
+    RequestDatabase: 1,
+    InstallAuth: 2,
+    CreateClientRole: 2,
+    WriteCfg: 3,
+    WriteAuth: 4,
+    RemoveAuth: 4,
+    Reload: 5,
+    Restart: 5,
+    PublishCfg: 6,
+    PublishLeaderHostname: 7,
+    StoreAuth: 8,
+    RemoveStoredAuth: 8,
+    StorePassword: 8,
+    RemovePassword: 8,
+    Acknowledge: 9,
+    HandCredentials: 10,
+    RevokeCredentials: 10,
+    AnswerClient: 11,
+    # Memory before the best-effort clean-up: a role to drop is remembered first, and
+    # forgotten by the drop that succeeds.
+    RememberBackendSetup: 12,
+    RememberClient: 12,
+    ForgetClient: 12,
+    GiveUpRoleDrops: 12,
+    RemoveAuthSetup: 13,
+    DropClientRole: 13,
+    Report: 14,
+    Defer: 15,
+}
+
+
+def in_contract_order(effects: list[Effect]) -> list[Effect]:
+    return sorted(effects, key=lambda effect: RANK[type(effect)])

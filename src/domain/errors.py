@@ -25,3 +25,11 @@ class InvalidCharmConfig(InvalidInput):
 
 class InvalidPeerData(InvalidInput):
     """Peer relation data that does not have the shape the contract gives it."""
+
+
+class InvalidEffect(InvalidInput):
+    """An effect built with a value it cannot carry out (a decision bug in the core)."""
+
+
+class InvalidStatus(InvalidInput):
+    """A status reason that cannot be shown (an empty message)."""

@@ -2,9 +2,15 @@
 
 Model. Each hook, the application layer gathers a ``PeerView`` (is this unit the leader, its
 hostname, the application databag, the secret store, its own unit databag, the two files in
-its container, whether the backend has delivered credentials, the charm config) and calls the
-method named for the event. The method returns the ordered list of effects (see
-``domain.effects``) and touches nothing itself.
+its container, whether the backend has delivered credentials, the charm config) and
+``domain.hook_plan`` calls the method named for the event. The method returns the ordered list
+of effects (see ``domain.effects``) and touches nothing itself.
+
+On the leader the other relations' services (``LeaderStep``: the backend's, the clients')
+take part in the same plan: once the leader's files are known (restored, rendered) each step
+may change them and add its own effects, then the plan publishes and acknowledges the files
+as they end up, and answers the clients. The files are written once, and pgbouncer is
+signalled once, with the stronger of what the changes need (``pgb_config.change_kind``).
 
 The two roles, as the seed's flowcharts and the contract give them:
 
@@ -20,21 +26,25 @@ The two roles, as the seed's flowcharts and the contract give them:
 
 Every method is idempotent: on a repeat of the same inputs it returns no write, no publish and
 no reload, only what is still missing. Effects are emitted only where they change something,
-so a quiet hook costs no hook tool call and no Pebble write.
+so a quiet hook costs no hook tool call and no Pebble write. Every reason not to be simply
+active is a ``Report`` among the effects.
 
 | event                   | follower                     | leader                                 |
 |-------------------------|------------------------------|----------------------------------------|
 | relation-created        | hostname, return             | hostname; cfg? else defer; publish;    |
 |                         |                              | backend ready? else defer; store auth  |
-| relation-joined/changed | hostname, clients, adopt     | hostname, clients; cfg? else defer;    |
+| relation-joined/changed | hostname, adopt              | hostname; cfg? else defer;             |
 |                         |                              | publish cfg and leader hostname        |
 | secret-changed          | adopt                        | publish                                |
-| relation-departed       | clients, adopt; leader gone? | clients; publish leader hostname       |
+| relation-departed       | adopt; leader gone?          | publish leader hostname                |
 | leader-elected          | (not sent to followers)      | take published; re-render; publish     |
 | pebble-ready            | adopt; start                 | render if none; publish; start         |
 | config-changed          | adopt                        | re-render from charm config; publish   |
 | update-status           | adopt                        | publish                                |
 """
+
+from collections.abc import Sequence
+from typing import Protocol
 
 import attrs
 
@@ -46,7 +56,6 @@ from domain.effects import (
     Effect,
     PublishCfg,
     PublishLeaderHostname,
-    RefreshClientRelations,
     Reload,
     RemoveAuth,
     Report,
@@ -55,6 +64,7 @@ from domain.effects import (
     StoreAuth,
     WriteAuth,
     WriteCfg,
+    in_contract_order,
 )
 from domain.errors import InvalidInput
 from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
@@ -65,6 +75,7 @@ NOT_REACHABLE = "waiting for the pgbouncer container (Pebble is not reachable)"
 NO_CONFIG = "no pgbouncer config yet"
 BACKEND_NOT_READY = "backend database not ready: no auth file yet"
 WAITING_FOR_LEADER_CFG = "waiting for the leader to publish pgbouncer.ini"
+LEADER_CFG_INVALID = "pgbouncer.ini on the leader is invalid"
 
 
 @attrs.frozen
@@ -77,7 +88,7 @@ class WorkloadFiles:
 
 @attrs.frozen
 class PeerView:
-    """Everything one unit sees in one hook, as plain values."""
+    """Everything one unit sees of the peer relation and its container in one hook."""
 
     is_leader: bool
     hostname: str
@@ -91,23 +102,41 @@ class PeerView:
     backend_credentials: bool = False
     # Hostnames the other live units wrote in their unit databags.
     peer_hostnames: tuple[str, ...] = ()
-    # The charm's options; None when they are invalid (the app layer reports which one).
+    # The charm's options; None when they are invalid (``hook_plan`` reports which one).
     charm: CharmConfig | None = CharmConfig()
     # pgbouncer processes on this unit: pool sizes are divided among them.
     processes: int = 1
 
 
+class LeaderStep(Protocol):
+    """Another relation's service taking part in the leader's plan."""
+
+    def shape(self, plan: "Plan", files: WorkloadFiles | None) -> WorkloadFiles | None:
+        """The leader's files as this step wants them (None: the container is unreachable,
+        or the plan stopped before the files were known); may add effects and reports."""
+        ...
+
+    def answer(self, plan: "Plan") -> None:
+        """After the files were published and acknowledged: answer who waits for them."""
+        ...
+
+
 class PeerSyncService:
-    """One method per event; each returns the ordered effects for that event."""
+    """One method per event; each returns the ordered effects for that event.
+
+    ``steps`` are the other relations' services on the leader (see ``LeaderStep``).
+    """
 
     # --- the seed's flowcharts -------------------------------------------------------------
 
-    def on_relation_created(self, view: PeerView) -> list[Effect]:
-        plan = _Plan(view)
+    def on_relation_created(
+        self, view: PeerView, steps: Sequence[LeaderStep] = ()
+    ) -> list[Effect]:
+        plan = Plan(view, steps)
         plan.save_hostname()
         if not view.is_leader:
             return plan.done()
-        files = plan.leader_files()
+        files = plan.shape(plan.leader_files())
         if files is None:
             return plan.defer(NOT_REACHABLE)
         if files.cfg is None:
@@ -118,40 +147,49 @@ class PeerSyncService:
             return plan.defer(BACKEND_NOT_READY)
         plan.store_auth(files.auth)
         plan.acknowledge(files, ok=True)
+        plan.answer()
         return plan.done()
 
-    def on_relation_changed(self, view: PeerView) -> list[Effect]:
-        plan = _Plan(view)
+    def on_relation_changed(
+        self, view: PeerView, steps: Sequence[LeaderStep] = ()
+    ) -> list[Effect]:
+        plan = Plan(view, steps)
         plan.save_hostname()
-        plan.effects.append(RefreshClientRelations())
         if not view.is_leader:
             plan.follow()
             return plan.done()
-        files = plan.leader_files()
+        files = plan.shape(plan.leader_files())
         if files is None:
             return plan.defer(NOT_REACHABLE)
         if files.cfg is None:
             return plan.defer(NO_CONFIG)
         plan.publish_cfg(files.cfg)
         plan.publish_hostname()
+        if view.backend_credentials and files.auth is not None:
+            plan.store_auth(files.auth)
         plan.acknowledge(files, ok=True)
+        plan.answer()
         return plan.done()
 
     on_relation_joined = on_relation_changed
 
     # --- the contract's other events ----------------------------------------------------
 
-    def on_secret_changed(self, view: PeerView) -> list[Effect]:
-        plan = _Plan(view)
+    def on_secret_changed(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
+        plan = Plan(view, steps)
         if view.is_leader:
             plan.lead(render_if_missing=False)
         else:
             plan.follow()
         return plan.done()
 
-    def on_relation_departed(self, view: PeerView, departing_hostname: str | None) -> list[Effect]:
-        plan = _Plan(view)
-        plan.effects.append(RefreshClientRelations())
+    def on_relation_departed(
+        self,
+        view: PeerView,
+        departing_hostname: str | None,
+        steps: Sequence[LeaderStep] = (),
+    ) -> list[Effect]:
+        plan = Plan(view, steps)
         if view.is_leader:
             plan.lead(render_if_missing=False)
             return plan.done()
@@ -159,8 +197,8 @@ class PeerSyncService:
         plan.follow(leader_gone=gone)
         return plan.done()
 
-    def on_leader_elected(self, view: PeerView) -> list[Effect]:
-        plan = _Plan(view)
+    def on_leader_elected(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
+        plan = Plan(view, steps)
         if not view.is_leader:
             # Juju sends leader-elected to the new leader only; a stale event is a no-op.
             return plan.done()
@@ -169,28 +207,27 @@ class PeerSyncService:
         # published a config this unit had not applied yet: start from what it published,
         # then apply the charm config this unit sees.
         plan.lead(render_if_missing=True, rerender=True, take_published=True)
-        plan.effects.append(RefreshClientRelations())
         return plan.done()
 
-    def on_workload_ready(self, view: PeerView) -> list[Effect]:
+    def on_workload_ready(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
         """pebble-ready: the container (re)started, so no pgbouncer process runs yet."""
-        plan = _Plan(view)
+        plan = Plan(view, steps)
         plan.save_hostname()
         files = plan.lead(render_if_missing=True) if view.is_leader else plan.follow()
         if files is not None and files.cfg is not None:
             plan.ensure_started()
         return plan.done()
 
-    def on_config_changed(self, view: PeerView) -> list[Effect]:
-        plan = _Plan(view)
+    def on_config_changed(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
+        plan = Plan(view, steps)
         if view.is_leader:
             plan.lead(render_if_missing=True, rerender=True)
         else:
             plan.follow()
         return plan.done()
 
-    def on_update_status(self, view: PeerView) -> list[Effect]:
-        plan = _Plan(view)
+    def on_update_status(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
+        plan = Plan(view, steps)
         if view.is_leader:
             plan.lead(render_if_missing=False)
         else:
@@ -198,31 +235,12 @@ class PeerSyncService:
         return plan.done()
 
 
-# The contract's order (see domain.effects): files before signals, signals before publishing,
-# Defer last. Sorting is stable, so Reports keep the order they were found in.
-_RANK: dict[type, int] = {
-    SetHostname: 0,
-    RefreshClientRelations: 1,
-    WriteCfg: 2,
-    WriteAuth: 3,
-    RemoveAuth: 3,
-    Reload: 4,
-    Restart: 4,
-    PublishCfg: 5,
-    PublishLeaderHostname: 6,
-    StoreAuth: 7,
-    Acknowledge: 8,
-    Report: 9,
-    Defer: 10,
-}
-
-
 def _stronger(a: ChangeKind, b: ChangeKind) -> ChangeKind:
     order = (ChangeKind.NONE, ChangeKind.RELOAD, ChangeKind.RESTART)
     return max(a, b, key=order.index)
 
 
-def _parse_or_none(text: str | None) -> PgbConfig | None:
+def parse_or_none(text: str | None) -> PgbConfig | None:
     if text is None:
         return None
     try:
@@ -232,20 +250,46 @@ def _parse_or_none(text: str | None) -> PgbConfig | None:
 
 
 @attrs.define
-class _Plan:
-    """The effects of one hook, built step by step by the service's methods."""
+class Plan:
+    """The effects of one hook, built step by step by the services.
+
+    ``wanted`` is what the container's files will be once the plan is carried out; the plan
+    writes each file at most once, in ``done``, and signals pgbouncer at most once.
+    """
 
     view: PeerView
+    steps: Sequence[LeaderStep] = ()
     effects: list[Effect] = attrs.Factory(list)
     pending: ChangeKind = ChangeKind.NONE
+    wanted: WorkloadFiles | None = None
+    # What the application databag will hold as cfg_file, and this unit's acknowledgement.
+    published_cfg: str | None = None
+    own_ack: Acknowledgement | None = None
+    _shaped: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        self.wanted = self.view.workload
+        self.published_cfg = self.view.app.cfg_file
+        self.own_ack = self.view.own.ack
+
+    # --- what services add -----------------------------------------------------------------
+
+    def add(self, effect: Effect) -> None:
+        self.effects.append(effect)
 
     def report(self, severity: Severity, message: str) -> None:
         self.effects.append(Report(StatusReason(severity, message)))
 
-    def defer(self, reason: str) -> list[Effect]:
-        self.report(Severity.WAITING, reason)
+    def defer_later(self, reason: str, severity: Severity = Severity.WAITING) -> None:
+        """Report ``reason`` and defer the event, once the rest of the plan is carried out."""
+        self.report(severity, reason)
         self.effects.append(Defer(reason))
+
+    def defer(self, reason: str) -> list[Effect]:
+        self.defer_later(reason)
         return self.done()
+
+    # --- the peer relation ---------------------------------------------------------------
 
     def save_hostname(self) -> None:
         if self.view.own.hostname != self.view.hostname:
@@ -257,7 +301,9 @@ class _Plan:
         try:
             self.effects.append(PublishCfg(cfg))
         except InvalidInput as err:
-            self.report(Severity.BLOCKED, f"pgbouncer.ini on the leader is invalid: {err}")
+            self.report(Severity.BLOCKED, f"{LEADER_CFG_INVALID}: {err}")
+            return
+        self.published_cfg = cfg
 
     def publish_hostname(self) -> None:
         if self.view.app.leader_hostname != self.view.hostname:
@@ -275,6 +321,7 @@ class _Plan:
         if files.cfg is None and ok:
             return  # nothing applied yet, nothing refused: nothing to say
         ack = Acknowledgement.of(files.cfg, files.auth, ok)
+        self.own_ack = ack
         if self.view.own.ack != ack:
             self.effects.append(Acknowledge(ack))
 
@@ -285,65 +332,102 @@ class _Plan:
         """Ask for a reload or restart; one hook sends at most one, the stronger."""
         self.pending = _stronger(self.pending, kind)
 
+    # --- the other relations' steps ----------------------------------------------------------
+
+    def shape(self, files: WorkloadFiles | None) -> WorkloadFiles | None:
+        """The leader's files after every step changed them as it wants; steps run once."""
+        if self._shaped:
+            return files
+        self._shaped = True
+        for step in self.steps:
+            files = step.shape(self, files)
+        if files is not None:
+            self.wanted = files
+        return files
+
+    def answer(self) -> None:
+        for step in self.steps:
+            step.answer(self)
+
+    # --- the end -------------------------------------------------------------------------
+
     def done(self) -> list[Effect]:
-        """The effects in the contract's order, with at most one Reload or Restart."""
-        effects = list(self.effects)
+        """The effects in the contract's order: each file written once, at most one Reload
+        or Restart, at most one Defer."""
+        if not self._shaped and self.view.is_leader:
+            # The plan stopped before the files were known: the steps still report.
+            self.shape(None)
+        effects = [*self.effects, *self._file_effects()]
         if self.pending is ChangeKind.RESTART:
             effects.append(Restart())
         elif self.pending is ChangeKind.RELOAD:
             effects.append(Reload())
-        return sorted(effects, key=lambda effect: _RANK[type(effect)])
+        deferrals = [effect for effect in effects if isinstance(effect, Defer)]
+        effects = [effect for effect in effects if not isinstance(effect, Defer)]
+        return in_contract_order(effects + deferrals[:1])
+
+    def _file_effects(self) -> list[Effect]:
+        current, wanted = self.view.workload, self.wanted
+        if current is None or wanted is None:
+            return []
+        effects: list[Effect] = []
+        kind = ChangeKind.NONE
+        if wanted.cfg is not None and wanted.cfg != current.cfg:
+            effects.append(WriteCfg(wanted.cfg))
+            new = parse_pgb_ini(wanted.cfg)
+            kind = change_kind(parse_or_none(current.cfg), new)
+        if wanted.auth != current.auth:
+            effects.append(WriteAuth(wanted.auth) if wanted.auth is not None else RemoveAuth())
+            kind = _stronger(kind, ChangeKind.RELOAD)
+        # Without a config no pgbouncer can run, so there is nothing to signal yet.
+        if wanted.cfg is not None:
+            self.signal(kind)
+        return effects
+
+    # --- the leader and the follower -------------------------------------------------------
 
     def adopt(
         self, current: WorkloadFiles, cfg: str | None, auth: str | None
     ) -> tuple[WorkloadFiles, bool]:
-        """Write the given published files where they differ from the container.
+        """Take the given published files where they differ from the container.
 
         Returns the files as they will be and whether everything given was valid. A file
-        that fails validation is not written: the unit keeps its last good one.
+        that fails validation is not taken: the unit keeps its last good one.
         """
         ok = True
         new_cfg, new_auth = current.cfg, current.auth
-        kind = self._unapplied(current)
         if cfg is not None and cfg != current.cfg:
             try:
-                parsed = parse_pgb_ini(cfg)
-                self.effects.append(WriteCfg(cfg))
+                parse_pgb_ini(cfg)
             except InvalidInput as err:
                 ok = False
                 self.report(Severity.WAITING, f"invalid cfg_file from the leader: {err}")
             else:
                 new_cfg = cfg
-                kind = _stronger(kind, change_kind(_parse_or_none(current.cfg), parsed))
         if auth is not None and auth != current.auth:
             try:
                 parse_auth_file(auth)
-                self.effects.append(WriteAuth(auth))
             except InvalidInput as err:
                 ok = False
                 self.report(Severity.WAITING, f"invalid auth file from the leader: {err}")
             else:
                 new_auth = auth
-                if kind is ChangeKind.NONE:
-                    kind = ChangeKind.RELOAD
-        # Without a config no pgbouncer can run, so there is nothing to signal yet.
-        if new_cfg is not None:
-            self.signal(kind)
-        return WorkloadFiles(new_cfg, new_auth), ok
+        if new_cfg is not None and self._unapplied(current):
+            self.signal(ChangeKind.RELOAD)
+        self.wanted = WorkloadFiles(new_cfg, new_auth)
+        return self.wanted, ok
 
-    def _unapplied(self, current: WorkloadFiles) -> ChangeKind:
-        """RELOAD when the files on disk are not the ones this unit acknowledged running.
+    def _unapplied(self, current: WorkloadFiles) -> bool:
+        """Whether the files on disk are not the ones this unit acknowledged running.
 
         The acknowledgement is written only after the signal went through, so a hook that
         wrote the files and then lost Pebble leaves this trace; the next hook reloads.
         """
         ack = self.view.own.ack
         if ack is None or current.cfg is None:
-            return ChangeKind.NONE
+            return False
         on_disk = Acknowledgement.of(current.cfg, current.auth, ack.ok)
-        if (ack.cfg_digest, ack.auth_digest) == (on_disk.cfg_digest, on_disk.auth_digest):
-            return ChangeKind.NONE
-        return ChangeKind.RELOAD
+        return (ack.cfg_digest, ack.auth_digest) != (on_disk.cfg_digest, on_disk.auth_digest)
 
     def leader_files(self, take_published: bool = False) -> WorkloadFiles | None:
         """The leader's files after restoring any that is missing from what it published.
@@ -369,11 +453,13 @@ class _Plan:
         """The leader outside the seed's hooks: restore, (re-)render, publish, acknowledge."""
         view = self.view
         files = self.leader_files(take_published)
+        wants_render = rerender or (render_if_missing and files is not None and files.cfg is None)
+        if files is not None and view.charm is not None and wants_render:
+            files = self._render(files, view.charm)
+        files = self.shape(files)
         if files is None:
             self.report(Severity.WAITING, NOT_REACHABLE)
             return None
-        if view.charm is not None and (rerender or (render_if_missing and files.cfg is None)):
-            files = self._render(files, view.charm)
         if files.cfg is None:
             self.report(Severity.WAITING, NO_CONFIG)
             return files
@@ -382,33 +468,29 @@ class _Plan:
         if view.backend_credentials and files.auth is not None:
             self.store_auth(files.auth)
         self.acknowledge(files, ok=True)
+        self.answer()
         return files
 
     def _render(self, files: WorkloadFiles, charm: CharmConfig) -> WorkloadFiles:
         processes = self.view.processes
         if files.cfg is None:
             text = render_pgb_ini(initial_config(charm, processes))
-            self.effects.append(WriteCfg(text))
-            self.signal(ChangeKind.RESTART)
-            return WorkloadFiles(text, files.auth)
+            self.wanted = WorkloadFiles(text, files.auth)
+            return self.wanted
         try:
             current = parse_pgb_ini(files.cfg)
         except InvalidInput as err:
-            self.report(Severity.BLOCKED, f"pgbouncer.ini on the leader is invalid: {err}")
+            self.report(Severity.BLOCKED, f"{LEADER_CFG_INVALID}: {err}")
             return files
-        wanted = apply_charm_config(current, charm, processes)
-        text = render_pgb_ini(wanted)
-        if text == files.cfg:
-            return files
-        self.effects.append(WriteCfg(text))
-        self.signal(change_kind(current, wanted))
-        return WorkloadFiles(text, files.auth)
+        text = render_pgb_ini(apply_charm_config(current, charm, processes))
+        self.wanted = WorkloadFiles(text, files.auth)
+        return self.wanted
 
     def follow(self, leader_gone: bool = False) -> WorkloadFiles | None:
         """A follower adopts what the leader published; reports what it refused."""
         view = self.view
         if view.workload is None:
-            self.defer(NOT_REACHABLE)
+            self.defer_later(NOT_REACHABLE)
             return None
         if leader_gone or self._leader_missing():
             self.report(
@@ -419,9 +501,7 @@ class _Plan:
             self.report(Severity.WAITING, WAITING_FOR_LEADER_CFG)
         files, ok = self.adopt(view.workload, view.app.cfg_file, view.store.auth_file)
         if self._auth_withdrawn(files):
-            self.effects.append(RemoveAuth())
-            files = WorkloadFiles(files.cfg, None)
-            self.signal(ChangeKind.RELOAD)
+            files = self.wanted = WorkloadFiles(files.cfg, None)
         self.acknowledge(files, ok)
         return files
 
@@ -432,7 +512,7 @@ class _Plan:
             return False
         if files.cfg != self.view.app.cfg_file:
             return False  # not running the leader's config: nothing to conclude
-        running = _parse_or_none(files.cfg)
+        running = parse_or_none(files.cfg)
         return running is not None and running.setting("auth_user") is None
 
     def _leader_missing(self) -> bool:

@@ -18,9 +18,9 @@ from ops import testing
 from adapters.juju.secret_store import SECRET_LABEL
 from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import BackendUnavailable, install_auth, make_dsn, remove_auth
-from app.backend import RELATION_REMOVED
-from app.charm import PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
 from domain.backend import auth_user_for, with_auth_query
+from domain.backend_service import RELATION_REMOVED
 from domain.charm_config import CharmConfig, initial_config
 from domain.pgb_config import ConnString, render_pgb_ini
 from domain.ports import WorkloadPort

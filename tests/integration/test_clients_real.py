@@ -21,7 +21,7 @@ from ops import testing
 from adapters.juju.secret_store import SECRET_LABEL
 from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import make_dsn, remove_auth
-from app.charm import PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
 from domain.backend import auth_user_for
 from domain.charm_config import CharmConfig, initial_config
 from domain.pgb_config import render_pgb_ini

@@ -7,7 +7,7 @@ import yaml
 from ops import pebble, testing
 
 from adapters.pebble.layer import LAYER_LABEL, pgbouncer_layer, service_names
-from app.charm import PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
 from domain.pgb_config import PGB_DIR
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

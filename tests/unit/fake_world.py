@@ -14,7 +14,6 @@ from domain.effects import (
     Effect,
     PublishCfg,
     PublishLeaderHostname,
-    RefreshClientRelations,
     Reload,
     RemoveAuth,
     Report,
@@ -87,5 +86,5 @@ class Unit:
                     self.own = attrs.evolve(self.own, ack=ack)
                 case Defer():
                     self.deferred += 1
-                case RefreshClientRelations() | Report():
+                case Report():
                     pass

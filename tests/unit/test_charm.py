@@ -12,7 +12,8 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from app.charm import NO_BACKEND, PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
+from domain.backend_service import NO_BACKEND
 from domain.peer_data import Acknowledgement
 from domain.peer_sync import NOT_REACHABLE
 from tests.unit.charm_harness import (

@@ -9,13 +9,14 @@ databag, its password in the peer store, its entries in the published pgbouncer.
 former hook left it, and let a peer hook bring the acknowledgements.
 """
 
+import dataclasses
 import pathlib
 
 import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from app.charm import PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
 from domain.peer_data import Acknowledgement
 from localenv.net import free_port
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
@@ -209,7 +210,7 @@ def test_request_against_an_unreachable_backend_waits_defers_and_writes_nothing(
 
     assert isinstance(out.unit_status, testing.WaitingStatus)
     assert out.unit_status.message.startswith(
-        "database relation 5 (client-app): cannot set up database app on the backend:"
+        "database relation 5: cannot set up database app on the backend:"
         " backend database: connection failed:"
     )
     assert f"port {closed_port} failed: Connection refused" in out.unit_status.message
@@ -248,6 +249,10 @@ def test_new_request_against_an_unreachable_backend_stores_no_password(folder):
 def test_request_before_the_backend_is_ready_waits_and_defers(folder):
     write_files(folder, cfg=CFG.replace("auth_user = pgbouncer_auth_relation_id_7\n", ""))
     backend_relation, backend_secrets = backend()
+    # The provider has not sent its credentials yet.
+    answer = dict(backend_relation.remote_app_data)
+    del answer["secret-user"]
+    backend_relation = dataclasses.replace(backend_relation, remote_app_data=answer)
     relation = client()
     peer = testing.PeerRelation("pgb-peers", id=PEER_ID, local_unit_data={"hostname": HOST0})
     state = leader_state(folder, peer, backend_relation, relation, secrets=backend_secrets)
@@ -594,9 +599,12 @@ def test_broken_removes_entries_password_and_secret_and_retries_the_role_drop(fo
     assert out.unit_status.message.startswith(
         "dropping role relation_id_5 on the backend: backend database: connection failed:"
     )
-    stored = {s.owner_path: s.content for s in out.stored_states if s.name == "_stored"}
-    assert stored["PgBouncerK8sCharm/ClientHandlers[database]"]["to_drop"] == [CLIENT_ID]
     assert_no_credential_in_plain_sight(out)
+    # The relation is gone from the model; the drop is tried again on the next hook.
+    later = dataclasses.replace(out, relations={peer, backend_relation})
+    again = ctx.run(ctx.on.update_status(), later)
+    assert again.unit_status.message.startswith("dropping role relation_id_5 on the backend:")
+    assert again.deferred == []
 
 
 def test_broken_keeps_the_entries_another_relation_still_uses(folder):
@@ -610,12 +618,17 @@ def test_broken_keeps_the_entries_another_relation_still_uses(folder):
         remote_app_data={"database": "app"},
         local_app_data={"database": "app"},
     )
+    store_secret = next(s for s in state.secrets if s.label == SECRET_LABEL)
+    both = dict(store_secret.tracked_content) | {"relation-id-6": "Other-Pw-8zR2mT6vYbXq"}
     state = testing.State(
         leader=True,
         model=MODEL,
         containers=state.containers,
         relations={*state.relations, other},
-        secrets=state.secrets,
+        secrets={
+            *(s for s in state.secrets if s.label != SECRET_LABEL),
+            dataclasses.replace(store_secret, tracked_content=both, latest_content=both),
+        },
     )
     ctx = context("3.6.0")
     out = ctx.run(ctx.on.relation_broken(relation), state)
@@ -672,8 +685,10 @@ def test_broken_before_anything_was_set_up_leaves_the_backend_alone(folder):
 
     assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
     assert read_file(folder, "pgbouncer.ini") == CFG
-    stored = {s.owner_path: s.content for s in out.stored_states if s.name == "_stored"}
-    assert stored["PgBouncerK8sCharm/ClientHandlers[database]"]["to_drop"] == []
+    # Nothing is left to drop: the next hook does not try the (unreachable) backend.
+    later = dataclasses.replace(out, relations={r for r in out.relations if r.id != relation.id})
+    again = ctx.run(ctx.on.update_status(), later)
+    assert again.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
 
 
 def test_a_client_changing_its_database_is_refused(folder):
@@ -696,42 +711,41 @@ def test_a_client_changing_its_database_is_refused(folder):
     assert read_file(folder, "pgbouncer.ini") == CFG_SERVED
 
 
-def test_update_status_retries_a_pending_role_drop(folder):
-    write_files(folder, cfg=CFG, auth=AUTH_LINE)
+def broken_with_a_failed_drop(folder: pathlib.Path):
+    """relation-broken whose role drop failed (the backend is unreachable): the model as the
+    next hook sees it, without the client relation, and the context."""
+    write_files(folder, cfg=CFG_SERVED, auth=AUTH_LINE)
     backend_relation, backend_secrets = backend(free_port())
-    peer, store_secrets = peers(CFG, CFG)
-    pending = testing.StoredState(
-        "_stored",
-        owner_path="PgBouncerK8sCharm/ClientHandlers[database]",
-        content={"served": {}, "databases": {}, "to_drop": [CLIENT_ID]},
-    )
+    peer, store_secrets = peers(CFG_SERVED, CFG_SERVED)
+    relation = client(local=HANDED)
     state = leader_state(
-        folder,
-        peer,
-        backend_relation,
-        secrets=backend_secrets | store_secrets,
-        stored_states={pending},
+        folder, peer, backend_relation, relation, secrets=backend_secrets | store_secrets
     )
     ctx = context("3.6.0")
+    out = ctx.run(ctx.on.relation_broken(relation), state)
+    assert "dropping role relation_id_5 on the backend" in out.unit_status.message
+    return ctx, dataclasses.replace(out, relations={peer, backend_relation}), backend_relation
+
+
+def test_update_status_retries_a_pending_role_drop(folder):
+    ctx, state, _backend = broken_with_a_failed_drop(folder)
     out = ctx.run(ctx.on.update_status(), state)
 
     assert "dropping role relation_id_5 on the backend" in out.unit_status.message
-    stored = {s.owner_path: s.content for s in out.stored_states if s.name == "_stored"}
-    assert stored["PgBouncerK8sCharm/ClientHandlers[database]"]["to_drop"] == [CLIENT_ID]
+    again = ctx.run(ctx.on.update_status(), out)
+    assert "dropping role relation_id_5 on the backend" in again.unit_status.message
 
 
 def test_a_pending_role_drop_is_given_up_once_the_backend_relation_is_gone(folder):
-    write_files(folder, cfg=CFG, auth=AUTH_LINE)
-    peer, store_secrets = peers(CFG, CFG)
-    pending = testing.StoredState(
-        "_stored",
-        owner_path="PgBouncerK8sCharm/ClientHandlers[database]",
-        content={"served": {}, "databases": {}, "to_drop": [CLIENT_ID]},
+    ctx, state, backend_relation = broken_with_a_failed_drop(folder)
+    without_backend = dataclasses.replace(
+        state, relations={r for r in state.relations if r.id != backend_relation.id}
     )
-    state = leader_state(folder, peer, secrets=store_secrets, stored_states={pending})
-    ctx = context("3.6.0")
-    out = ctx.run(ctx.on.update_status(), state)
+    out = ctx.run(ctx.on.update_status(), without_backend)
 
-    stored = {s.owner_path: s.content for s in out.stored_states if s.name == "_stored"}
-    assert stored["PgBouncerK8sCharm/ClientHandlers[database]"]["to_drop"] == []
     assert any("drop the role(s) relation_id_5 by hand" in log.message for log in ctx.juju_log)
+    assert "dropping role" not in out.unit_status.message
+    # Given up once: the next hook neither tries nor logs it again.
+    ctx.juju_log.clear()
+    ctx.run(ctx.on.update_status(), out)
+    assert not any("relation_id_5" in log.message for log in ctx.juju_log)

@@ -13,7 +13,7 @@ import ops
 import pytest
 from ops import pebble, testing
 
-from app.charm import PgBouncerK8sCharm
+from charm import PgBouncerK8sCharm
 from tests.unit.charm_harness import PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A, CFG_B
 from tests.unit.test_charm import ack_of, follower_state

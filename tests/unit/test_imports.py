@@ -42,3 +42,28 @@ def test_importing_the_charm_does_not_load_the_postgresql_driver():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_only_the_entrypoint_imports_the_charm_class_and_the_app_layer_is_three_modules():
+    importers = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "app.charm" in _imports(path) and path != SRC / "app" / "charm.py"
+    )
+    assert importers == ["charm.py"]
+    assert sorted(p.name for p in (SRC / "app").glob("*.py")) == [
+        "__init__.py",
+        "apply.py",
+        "charm.py",
+        "gather.py",
+    ]
+
+
+@pytest.mark.parametrize("package", ["domain", "adapters"])
+def test_no_lower_layer_imports_the_app_layer(package: str):
+    offenders = sorted(
+        str(path.relative_to(SRC))
+        for path in (SRC / package).rglob("*.py")
+        if any(name == "app" or name.startswith("app.") for name in _imports(path))
+    )
+    assert offenders == []

@@ -14,7 +14,6 @@ from domain.effects import (
     Effect,
     PublishCfg,
     PublishLeaderHostname,
-    RefreshClientRelations,
     Reload,
     RemoveAuth,
     Report,
@@ -172,14 +171,13 @@ def test_relation_created(view: PeerView, expected: list[Effect]):
 CHANGED = [
     pytest.param(
         FRESH_LEADER,
-        [SetHostname(HOST0), RefreshClientRelations(), waiting(NO_CONFIG), Defer(NO_CONFIG)],
+        [SetHostname(HOST0), waiting(NO_CONFIG), Defer(NO_CONFIG)],
         id="leader: no local config -> defer",
     ),
     pytest.param(
         evolve(FRESH_LEADER, workload=None),
         [
             SetHostname(HOST0),
-            RefreshClientRelations(),
             waiting(NOT_REACHABLE),
             Defer(NOT_REACHABLE),
         ],
@@ -189,7 +187,6 @@ CHANGED = [
         evolve(FRESH_LEADER, workload=WorkloadFiles(cfg=CFG_A)),
         [
             SetHostname(HOST0),
-            RefreshClientRelations(),
             PublishCfg(CFG_A),
             PublishLeaderHostname(HOST0),
             Acknowledge(ack(CFG_A, None)),
@@ -198,25 +195,24 @@ CHANGED = [
     ),
     pytest.param(
         evolve(LEADER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
-        [RefreshClientRelations(), Reload(), PublishCfg(CFG_B), Acknowledge(ack(CFG_B, AUTH_A))],
+        [Reload(), PublishCfg(CFG_B), Acknowledge(ack(CFG_B, AUTH_A))],
         id="leader: config edited by a handler whose reload was lost -> reload, publish",
     ),
-    pytest.param(LEADER_SETTLED, [RefreshClientRelations()], id="leader: nothing to publish"),
+    pytest.param(LEADER_SETTLED, [], id="leader: nothing to publish"),
     pytest.param(
         evolve(LEADER_SETTLED, workload=WorkloadFiles()),
-        [RefreshClientRelations(), WriteCfg(CFG_A), WriteAuth(AUTH_A), Restart()],
+        [WriteCfg(CFG_A), WriteAuth(AUTH_A), Restart()],
         id="leader: rescheduled pod -> restore both files first",
     ),
     pytest.param(
         evolve(FRESH_FOLLOWER, workload=WorkloadFiles()),
-        [SetHostname(HOST1), RefreshClientRelations(), waiting(WAITING_FOR_LEADER_CFG)],
+        [SetHostname(HOST1), waiting(WAITING_FOR_LEADER_CFG)],
         id="follower: nothing published yet",
     ),
     pytest.param(
         evolve(FRESH_FOLLOWER, workload=None),
         [
             SetHostname(HOST1),
-            RefreshClientRelations(),
             waiting(NOT_REACHABLE),
             Defer(NOT_REACHABLE),
         ],
@@ -225,7 +221,6 @@ CHANGED = [
     pytest.param(
         evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), own=UnitPeerData(hostname=HOST1)),
         [
-            RefreshClientRelations(),
             WriteCfg(CFG_A),
             WriteAuth(AUTH_A),
             Restart(),
@@ -235,12 +230,12 @@ CHANGED = [
     ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0)),
-        [RefreshClientRelations(), WriteCfg(CFG_B), Reload(), Acknowledge(ack(CFG_B, AUTH_A))],
+        [WriteCfg(CFG_B), Reload(), Acknowledge(ack(CFG_B, AUTH_A))],
         id="follower: new valid cfg -> save, reload",
     ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, store=StoreContents(auth_file=AUTH_B)),
-        [RefreshClientRelations(), WriteAuth(AUTH_B), Reload(), Acknowledge(ack(CFG_A, AUTH_B))],
+        [WriteAuth(AUTH_B), Reload(), Acknowledge(ack(CFG_A, AUTH_B))],
         id="follower: cfg unchanged, new valid auth -> save auth, reload",
     ),
     pytest.param(
@@ -250,7 +245,6 @@ CHANGED = [
             store=StoreContents(auth_file=AUTH_B),
         ),
         [
-            RefreshClientRelations(),
             WriteCfg(CFG_B),
             WriteAuth(AUTH_B),
             Reload(),
@@ -261,7 +255,6 @@ CHANGED = [
     pytest.param(
         evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_PORT, leader_hostname=HOST0)),
         [
-            RefreshClientRelations(),
             WriteCfg(CFG_PORT),
             Restart(),
             Acknowledge(ack(CFG_PORT, AUTH_A)),
@@ -275,7 +268,6 @@ CHANGED = [
             store=StoreContents(auth_file=AUTH_B),
         ),
         [
-            RefreshClientRelations(),
             WriteAuth(AUTH_B),
             Reload(),
             Acknowledge(ack(CFG_A, AUTH_B, ok=False)),
@@ -290,7 +282,6 @@ CHANGED = [
             store=StoreContents(auth_file=AUTH_BAD),
         ),
         [
-            RefreshClientRelations(),
             WriteCfg(CFG_B),
             Reload(),
             Acknowledge(ack(CFG_B, AUTH_A, ok=False)),
@@ -305,17 +296,16 @@ CHANGED = [
             store=StoreContents(auth_file=AUTH_BAD),
         ),
         [
-            RefreshClientRelations(),
             Acknowledge(ack(CFG_A, AUTH_A, ok=False)),
             waiting(BAD_CFG_REASON),
             waiting(BAD_AUTH_REASON),
         ],
         id="follower: neither valid -> write nothing, no reload",
     ),
-    pytest.param(FOLLOWER_SETTLED, [RefreshClientRelations()], id="follower: no change"),
+    pytest.param(FOLLOWER_SETTLED, [], id="follower: no change"),
     pytest.param(
         evolve(FOLLOWER_SETTLED, store=StoreContents()),
-        [RefreshClientRelations(), RemoveAuth(), Reload(), Acknowledge(ack(CFG_A, None))],
+        [RemoveAuth(), Reload(), Acknowledge(ack(CFG_A, None))],
         id="follower: leader withdrew the auth file, config names no auth user -> remove",
     ),
     pytest.param(
@@ -326,17 +316,17 @@ CHANGED = [
             own=UnitPeerData(hostname=HOST1, ack=ack(CFG_AUTH_USER, AUTH_A)),
             store=StoreContents(),
         ),
-        [RefreshClientRelations()],
+        [],
         id="follower: store empty but config still names an auth user -> keep the file",
     ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
-        [RefreshClientRelations(), WriteCfg(CFG_A), Reload()],
+        [WriteCfg(CFG_A), Reload()],
         id="follower: container drifted from the published cfg -> rewrite, reload",
     ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, own=UnitPeerData(hostname=HOST1, ack=ack(CFG_B, AUTH_A))),
-        [RefreshClientRelations(), Reload(), Acknowledge(ack(CFG_A, AUTH_A))],
+        [Reload(), Acknowledge(ack(CFG_A, AUTH_A))],
         id="follower: files written but reload lost -> reload now",
     ),
 ]
@@ -373,7 +363,6 @@ def test_leader_elected_publishes_hostname_and_config():
     # charm=None: the options are invalid, so the published config is kept as it is.
     view = evolve(FOLLOWER_SETTLED, is_leader=True, backend_credentials=True, charm=None)
     assert service.on_leader_elected(view) == [
-        RefreshClientRelations(),
         PublishLeaderHostname(HOST1),
     ]
 
@@ -388,7 +377,6 @@ def test_leader_elected_takes_the_newer_published_config_then_applies_the_charm_
         charm=None,
     )
     assert service.on_leader_elected(view) == [
-        RefreshClientRelations(),
         WriteCfg(CFG_B),
         Reload(),
         PublishLeaderHostname(HOST1),
@@ -414,16 +402,15 @@ def test_leader_elected_with_no_config_anywhere_renders_the_initial_one():
     effects = service.on_leader_elected(evolve(FRESH_LEADER, workload=WorkloadFiles()))
     assert [type(e) for e in effects] == [
         SetHostname,
-        RefreshClientRelations,
         WriteCfg,
         Restart,
         PublishCfg,
         PublishLeaderHostname,
         Acknowledge,
     ]
-    written = effects[2]
+    written = effects[1]
     assert isinstance(written, WriteCfg)
-    assert effects[4] == PublishCfg(written.content)
+    assert effects[3] == PublishCfg(written.content)
 
 
 def test_leader_elected_on_a_follower_is_ignored():
@@ -433,7 +420,6 @@ def test_leader_elected_on_a_follower_is_ignored():
 def test_departed_leader_refreshes_its_hostname():
     view = evolve(LEADER_SETTLED, app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST2))
     assert service.on_relation_departed(view, departing_hostname=HOST2) == [
-        RefreshClientRelations(),
         PublishLeaderHostname(HOST0),
     ]
 
@@ -442,15 +428,12 @@ def test_departure_of_the_leader_is_reported_by_a_follower():
     assert service.on_relation_departed(
         evolve(FOLLOWER_SETTLED, peer_hostnames=(HOST2,)), departing_hostname=HOST0
     ) == [
-        RefreshClientRelations(),
         waiting(f"leader {HOST0} departed; waiting for a new leader"),
     ]
 
 
 def test_departure_of_another_follower_is_quiet():
-    assert service.on_relation_departed(FOLLOWER_SETTLED, departing_hostname=HOST2) == [
-        RefreshClientRelations()
-    ]
+    assert service.on_relation_departed(FOLLOWER_SETTLED, departing_hostname=HOST2) == []
 
 
 def test_workload_ready_follower_starts_with_the_published_files():

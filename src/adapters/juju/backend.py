@@ -22,11 +22,13 @@ like ``converters`` does for the peer relation. Nothing here writes a credential
 import json
 from collections.abc import Mapping
 
+import attrs
 import cattrs
 import ops
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
+from adapters.errors import first_line
 from adapters.juju.converters import optional_str
 from domain.backend import (
     BackendCredentials,
@@ -36,6 +38,7 @@ from domain.backend import (
     parse_endpoints,
 )
 from domain.errors import InvalidInput
+from domain.hook_view import BackendView
 
 BACKEND_RELATION = "backend-database"
 EXTRA_USER_ROLES = "SUPERUSER"
@@ -181,9 +184,8 @@ def read_credentials(model: ops.Model, relation: ops.Relation) -> BackendCredent
                 "the backend's credentials secret is not readable (not granted yet, or gone)"
             ) from None
         except ops.ModelError as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise BackendSecretUnavailable(
-                f"cannot read the backend's credentials secret: {first}"
+                f"cannot read the backend's credentials secret: {first_line(err)}"
             ) from None
         raw = {key: content[key] for key in ("username", "password") if key in content}
         return structure_credentials(raw)
@@ -191,3 +193,22 @@ def read_credentials(model: ops.Model, relation: ops.Relation) -> BackendCredent
     if not (username and password):
         return None
     return structure_credentials({"username": username, "password": password})
+
+
+def read_backend_view(
+    model: ops.Model, relation: ops.Relation, *, credentials: bool, gone: bool = False
+) -> BackendView:
+    """The relation as the domain sees it; ``credentials``: whether to read the secret (one
+    ``secret-get``), which only the hooks that reach the backend need."""
+    view = BackendView(relation_id=relation.id, requested_database=model.app.name, gone=gone)
+    try:
+        endpoints = read_endpoints(relation)
+        user = read_credentials(model, relation) if credentials else None
+    except BackendSecretUnavailable as err:
+        return attrs.evolve(view, unavailable=str(err))
+    except InvalidInput as err:
+        return attrs.evolve(view, invalid=str(err))
+    except ops.ModelError as err:
+        message = f"cannot read the backend-database relation: {first_line(err)}"
+        return attrs.evolve(view, unavailable=message)
+    return attrs.evolve(view, endpoints=endpoints, credentials=user)

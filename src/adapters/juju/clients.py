@@ -14,9 +14,11 @@ What the relation carries (the interface's README in canonical/charm-relation-in
 
 ``read_request`` reads the client's databag into a ``domain.clients.ClientRequest`` with a
 cattrs converter; a request that cannot be served raises ``InvalidClientRequest`` naming the
-key. ``ClientDatabag`` writes the answer, comparing before each write so an unchanged value
-costs no ``relation-set``. ``ClientCredentials`` hands the credentials once and keeps the
-``uris`` current. Nothing here logs or raises a message holding a credential.
+key; ``read_client_view`` gives the domain the whole relation as a ``ClientView``.
+``ClientDatabag`` writes the answer, comparing before each write so an unchanged value costs
+no ``relation-set``. ``ClientCredentials`` hands the credentials once and keeps the ``uris``
+current. ``ClientRelations`` carries out the domain's client effects by relation id. Nothing
+here logs or raises a message holding a credential.
 """
 
 import json
@@ -28,9 +30,11 @@ import ops
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
+from adapters.errors import first_line
 from adapters.juju.converters import optional_str
 from domain.clients import ClientRequest, InvalidClientRequest, parse_extra_roles
 from domain.errors import InvalidInput
+from domain.hook_view import ClientView
 
 CLIENT_RELATION = "database"
 DATABASE_KEY = "database"
@@ -206,7 +210,7 @@ class ClientCredentials:
                 self._databag.update({USER_SECRET_KEY: secret_id})
         except ops.ModelError as err:
             raise ClientSecretUnavailable(
-                f"cannot write the client's credentials secret: {_first_line(err)}"
+                f"cannot write the client's credentials secret: {first_line(err)}"
             ) from None
 
     def remove(self) -> None:
@@ -219,7 +223,7 @@ class ClientCredentials:
                 secret.remove_all_revisions()
         except ops.ModelError as err:
             raise ClientSecretUnavailable(
-                f"cannot remove the client's credentials secret: {_first_line(err)}"
+                f"cannot remove the client's credentials secret: {first_line(err)}"
             ) from None
 
     def _secret(self) -> ops.Secret | None:
@@ -229,5 +233,47 @@ class ClientCredentials:
             return None
 
 
-def _first_line(err: Exception) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
+# The keys of this charm's answer that the domain compares before writing.
+ANSWER_KEYS = ("database", "endpoints", "read-only-endpoints", "version")
+
+
+def read_client_view(model: ops.Model, relation: ops.Relation, gone: bool = False) -> ClientView:
+    """One client relation as the domain sees it: the request, and the answer so far."""
+    app_name = relation.app.name if relation.app is not None else None
+    view = ClientView(relation_id=relation.id, app_name=app_name, gone=gone)
+    try:
+        databag = ClientDatabag(model, relation)
+        answered = tuple(
+            (key, value) for key in ANSWER_KEYS if (value := databag.get(key)) is not None
+        )
+        view = attrs.evolve(view, answered=answered, credentials_handed=databag.credentials_handed)
+        if gone:
+            return view
+        return attrs.evolve(view, request=read_request(relation))
+    except InvalidClientRequest as err:
+        return attrs.evolve(view, refusal=str(err))
+    except ops.ModelError as err:
+        return attrs.evolve(view, unreadable=first_line(err))
+
+
+class ClientRelations:
+    """The client relations of this hook, by id (a broken one included), for the applier."""
+
+    def __init__(self, model: ops.Model, relations: list[ops.Relation]):
+        self._model = model
+        self._relations = {relation.id: relation for relation in relations}
+
+    def _databag(self, relation_id: int) -> ClientDatabag:
+        relation = self._relations.get(relation_id)
+        if relation is None:
+            raise ClientSecretUnavailable(f"database relation {relation_id} is gone")
+        return ClientDatabag(self._model, relation)
+
+    def answer(self, relation_id: int, fields: Mapping[str, str | None]) -> None:
+        self._databag(relation_id).update(fields)
+
+    def hand(self, relation_id: int, username: str, password: str, uris: str) -> None:
+        ClientCredentials(self._model, self._databag(relation_id)).put(username, password, uris)
+
+    def revoke(self, relation_id: int) -> None:
+        ClientCredentials(self._model, self._databag(relation_id)).remove()

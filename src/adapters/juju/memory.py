@@ -1,0 +1,49 @@
+"""This unit's memory between hooks: Juju's StoredState, read as ``hook_view.Memory``.
+
+It holds one-way digests of what the leader set up on the backend (so a repeat skips the
+backend) and the ids of client relations whose role is still to be dropped. Never a
+credential, never shared: a new leader, or lost state, just runs the idempotent setup again.
+"""
+
+from typing import Any
+
+from domain.hook_view import Memory, ServedClient
+
+
+class UnitMemory:
+    """Reads and updates the charm's ``StoredState`` (passed in: it is the charm's attribute)."""
+
+    def __init__(self, stored: Any):
+        self._stored = stored
+        stored.set_default(backend_digest="", served={}, roles_to_drop=[])
+
+    def read(self) -> Memory:
+        served = tuple(
+            sorted(
+                (int(key), ServedClient(str(value["digest"]), str(value["database"])))
+                for key, value in self._stored.served.items()
+            )
+        )
+        return Memory(
+            backend_digest=self._stored.backend_digest,
+            served=served,
+            roles_to_drop=tuple(int(rid) for rid in self._stored.roles_to_drop),
+        )
+
+    def remember_backend(self, digest: str) -> None:
+        self._stored.backend_digest = digest
+
+    def remember_client(self, relation_id: int, digest: str, database: str) -> None:
+        self._stored.served[str(relation_id)] = {"digest": digest, "database": database}
+
+    def forget_client(self, relation_id: int, drop_role: bool) -> None:
+        self._stored.served.pop(str(relation_id), None)
+        if drop_role and relation_id not in self._stored.roles_to_drop:
+            self._stored.roles_to_drop.append(relation_id)
+
+    def role_dropped(self, relation_id: int) -> None:
+        if relation_id in self._stored.roles_to_drop:
+            self._stored.roles_to_drop.remove(relation_id)
+
+    def give_up_role_drops(self) -> None:
+        self._stored.roles_to_drop = []

@@ -1,0 +1,231 @@
+"""Gathering: the adapters read into one ``HookView``, and the ops event named as a ``HookEvent``.
+
+``Adapters`` holds the adapters of one hook (each reads at most once: the peer secret store
+keeps what it read, ops caches the databags). ``gather`` reads, in this order, the charm
+config, the peer databags and store, the container's two files, and, on the leader, the
+client relations, the memory and the backend relation. It decides nothing: what it cannot
+read becomes a problem field of the view, and the domain says what that means.
+
+Reading costs the same however many clients there are: the files are pulled once, the peer
+secret is read once, the backend's credentials secret once (and only when a hook may reach
+the backend: its own events, or a client or a role drop to look after); the client
+relations cost their databags, which ops reads once per hook.
+"""
+
+import logging
+import secrets
+
+import attrs
+import ops
+
+from adapters.juju import converters
+from adapters.juju.backend import BACKEND_RELATION, has_credentials, read_backend_view
+from adapters.juju.clients import CLIENT_RELATION, ClientRelations, read_client_view
+from adapters.juju.hostname import unit_hostname
+from adapters.juju.memory import UnitMemory
+from adapters.juju.peer_relation import PEER_RELATION, PeerRelation
+from adapters.juju.secret_store import StoreUnavailable, open_store
+from adapters.postgres.backend import PostgresBackend
+from domain.errors import InvalidCharmConfig, InvalidPeerData
+from domain.hook_view import BackendView, ClientView, EventKind, HookEvent, HookView
+from domain.peer_data import StoreContents
+from domain.peer_sync import PeerView, WorkloadFiles
+from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
+
+logger = logging.getLogger(__name__)
+
+_FRESH_SECRET_BYTES = 24
+
+
+@attrs.define
+class Adapters:
+    """The adapters of one hook; the applier writes through the same ones."""
+
+    model: ops.Model
+    config: ops.ConfigData
+    workload: WorkloadPort
+    memory: UnitMemory
+    processes: int
+    peers: PeerRelation = attrs.field(init=False)
+    # The relation of a relation-broken event: ops leaves it out of model.relations.
+    broken: ops.Relation | None = None
+    _store: SecretStorePort | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.peers = PeerRelation(self.model)
+
+    def store(self) -> SecretStorePort:
+        """The peer secret store, one per hook, so every reader shares one read."""
+        if self._store is None:
+            if self.peers.relation is None:
+                raise StoreUnavailable(f"the {PEER_RELATION} relation does not exist yet")
+            self._store = open_store(self.model, self.peers.relation, self.model.unit.is_leader())
+        return self._store
+
+    def backend_relation(self) -> ops.Relation | None:
+        if self.broken is not None and self.broken.name == BACKEND_RELATION:
+            return self.broken
+        return self.model.get_relation(BACKEND_RELATION)
+
+    def client_relations(self) -> list[ops.Relation]:
+        relations = list(self.model.relations[CLIENT_RELATION])
+        if self.broken is not None and self.broken.name == CLIENT_RELATION:
+            relations.append(self.broken)
+        return relations
+
+    def clients(self) -> ClientRelations:
+        return ClientRelations(self.model, self.client_relations())
+
+    def postgres(self) -> PostgresBackend:
+        return PostgresBackend(self.model.uuid, self.model.app.name)
+
+
+# --- the event -------------------------------------------------------------------------------
+
+_RELATION_EVENTS: dict[tuple[str, type], EventKind] = {
+    (PEER_RELATION, ops.RelationCreatedEvent): EventKind.PEER_CREATED,
+    (PEER_RELATION, ops.RelationJoinedEvent): EventKind.PEER_CHANGED,
+    (PEER_RELATION, ops.RelationChangedEvent): EventKind.PEER_CHANGED,
+    (PEER_RELATION, ops.RelationDepartedEvent): EventKind.PEER_DEPARTED,
+    (BACKEND_RELATION, ops.RelationCreatedEvent): EventKind.BACKEND_CREATED,
+    (BACKEND_RELATION, ops.RelationChangedEvent): EventKind.BACKEND_CHANGED,
+    (BACKEND_RELATION, ops.RelationBrokenEvent): EventKind.BACKEND_BROKEN,
+    (CLIENT_RELATION, ops.RelationChangedEvent): EventKind.CLIENT_CHANGED,
+    (CLIENT_RELATION, ops.RelationBrokenEvent): EventKind.CLIENT_BROKEN,
+}
+_OTHER_EVENTS: dict[type, EventKind] = {
+    ops.PebbleReadyEvent: EventKind.WORKLOAD_READY,
+    ops.ConfigChangedEvent: EventKind.CONFIG_CHANGED,
+    ops.LeaderElectedEvent: EventKind.LEADER_ELECTED,
+    ops.SecretChangedEvent: EventKind.SECRET_CHANGED,
+    ops.UpdateStatusEvent: EventKind.UPDATE_STATUS,
+    ops.UpgradeCharmEvent: EventKind.UPDATE_STATUS,
+}
+
+
+def hook_event(event: ops.EventBase, model: ops.Model) -> HookEvent:
+    """The ops event as the domain names it (anything else: an update-status)."""
+    if isinstance(event, ops.RelationEvent):
+        kind = _RELATION_EVENTS.get((event.relation.name, type(event)), EventKind.UPDATE_STATUS)
+        departing = None
+        if isinstance(event, ops.RelationDepartedEvent) and event.departing_unit is not None:
+            departing = unit_hostname(event.departing_unit.name, model.name)
+        return HookEvent(kind, event.relation.id, departing)
+    for event_type, kind in _OTHER_EVENTS.items():
+        if isinstance(event, event_type):
+            return HookEvent(kind)
+    return HookEvent(EventKind.UPDATE_STATUS)
+
+
+# --- the view --------------------------------------------------------------------------------
+
+
+def gather(adapters: Adapters, event: HookEvent) -> HookView:
+    model = adapters.model
+    charm, charm_problem = None, None
+    try:
+        charm = converters.read_charm_config(adapters.config)
+    except InvalidCharmConfig as err:
+        logger.error("invalid charm config: %s", err)
+        charm_problem = str(err)
+    backend_relation = adapters.backend_relation()
+    presence = _presence(model, backend_relation, event)
+    peers = adapters.peers
+    try:
+        app, own, units = peers.app_data(), peers.own_data(), peers.units_data()
+    except InvalidPeerData as err:
+        logger.warning("invalid peer data: %s", err)
+        return HookView(None, backend=presence, charm_problem=charm_problem, peer_problem=str(err))
+    try:
+        store = converters.read_store(adapters.store().read()) if peers.relation else None
+    except StoreUnavailable as err:
+        logger.warning("peer secret store unavailable: %s; deferring", err)
+        return HookView(
+            None, backend=presence, charm_problem=charm_problem, store_problem=str(err)
+        )
+    own_name = model.unit.name
+    peer = PeerView(
+        is_leader=model.unit.is_leader(),
+        hostname=peers.hostname,
+        app=app,
+        store=store or StoreContents(),
+        own=own,
+        workload=_files(adapters.workload),
+        backend_credentials=has_credentials(model),
+        peer_hostnames=tuple(
+            sorted(
+                data.hostname for name, data in units.items() if name != own_name and data.hostname
+            )
+        ),
+        charm=charm,
+        processes=adapters.processes,
+    )
+    view = HookView(
+        peer,
+        unit_name=own_name,
+        units=tuple(sorted(units.items())),
+        backend=presence,
+        charm_problem=charm_problem,
+    )
+    if not peer.is_leader:
+        return view
+    return _leader_view(adapters, event, view, backend_relation)
+
+
+def _presence(
+    model: ops.Model, relation: ops.Relation | None, event: HookEvent
+) -> BackendView | None:
+    if relation is None:
+        return None
+    gone = event.kind is EventKind.BACKEND_BROKEN and event.relation_id == relation.id
+    return BackendView(relation_id=relation.id, requested_database=model.app.name, gone=gone)
+
+
+def _leader_view(
+    adapters: Adapters, event: HookEvent, view: HookView, relation: ops.Relation | None
+) -> HookView:
+    model = adapters.model
+    clients = tuple(
+        read_client_view(
+            model,
+            relation,
+            gone=event.kind is EventKind.CLIENT_BROKEN and event.relation_id == relation.id,
+        )
+        for relation in adapters.client_relations()
+    )
+    memory = adapters.memory.read()
+    backend = view.backend
+    if relation is not None and backend is not None:
+        reaches_backend = event.kind in (
+            EventKind.BACKEND_CREATED,
+            EventKind.BACKEND_CHANGED,
+            EventKind.BACKEND_BROKEN,
+        )
+        backend = read_backend_view(
+            model,
+            relation,
+            credentials=reaches_backend or bool(clients) or bool(memory.roles_to_drop),
+            gone=backend.gone,
+        )
+    return attrs.evolve(
+        view,
+        backend=backend,
+        clients=clients,
+        memory=memory,
+        fresh_secrets=_fresh_secrets(clients),
+    )
+
+
+def _fresh_secrets(clients: tuple[ClientView, ...]) -> tuple[str, ...]:
+    # One for the auth role and one per client: more than a hook can use.
+    return tuple(secrets.token_urlsafe(_FRESH_SECRET_BYTES) for _ in range(len(clients) + 1))
+
+
+def _files(workload: WorkloadPort) -> WorkloadFiles | None:
+    try:
+        if not workload.is_reachable():
+            return None
+        return WorkloadFiles(cfg=workload.read_cfg(), auth=workload.read_auth())
+    except WorkloadUnavailable as err:
+        logger.warning("workload unreachable: %s", err)
+        return None

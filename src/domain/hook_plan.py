@@ -1,0 +1,110 @@
+"""HookPlanner: one plan per hook, for every relation at once.
+
+Each hook, the application layer gathers one ``HookView`` and names the event in a
+``HookEvent``; ``HookPlanner.plan`` returns the one ordered list of effects (``domain.effects``)
+that the applier carries out, stopping at the first failure. The plan is built by:
+
+- ``PeerSyncService``, the method named for the event (the relations' own events run the
+  leader's or follower's routine, as update-status does): it restores, renders, adopts,
+  publishes and acknowledges the files;
+- on the leader, the other relations' services as steps of that routine
+  (``BackendService``, then ``ClientService``): they change the leader's files before they
+  are written and published, add their effects on the backend and the clients, and answer
+  the clients once the files are acknowledged;
+- the reasons every unit shows whatever the event: an invalid charm config (blocked), peer
+  data that cannot be read (waiting), no backend relation (blocked).
+
+Every reason is a ``Report`` in the list; ``unit_status`` and ``app_status`` pick what to show.
+A new relation is one more service here; a new input, one more field of the view.
+"""
+
+from collections.abc import Callable, Sequence
+
+from domain.backend_service import NO_BACKEND, BackendService
+from domain.client_service import ClientService
+from domain.effects import Defer, Effect, Report, in_contract_order
+from domain.hook_view import EventKind, HookEvent, HookView, SecretSupply
+from domain.peer_data import UnitPeerData
+from domain.peer_sync import LeaderStep, PeerSyncService, PeerView
+from domain.status import Severity, StatusReason, most_severe
+from domain.sync_status import sync_summary
+
+_Method = Callable[[PeerSyncService, PeerView, Sequence[LeaderStep], HookEvent], list[Effect]]
+
+# Which PeerSyncService routine each event runs. The other relations' events run the
+# update-status routine: the leader publishes what its steps changed, a follower follows.
+_ROUTINES: dict[EventKind, _Method] = {
+    EventKind.PEER_CREATED: lambda s, v, steps, e: s.on_relation_created(v, steps),
+    EventKind.PEER_CHANGED: lambda s, v, steps, e: s.on_relation_changed(v, steps),
+    EventKind.PEER_DEPARTED: lambda s, v, steps, e: s.on_relation_departed(
+        v, e.departing_hostname, steps
+    ),
+    EventKind.SECRET_CHANGED: lambda s, v, steps, e: s.on_secret_changed(v, steps),
+    EventKind.LEADER_ELECTED: lambda s, v, steps, e: s.on_leader_elected(v, steps),
+    EventKind.WORKLOAD_READY: lambda s, v, steps, e: s.on_workload_ready(v, steps),
+    EventKind.CONFIG_CHANGED: lambda s, v, steps, e: s.on_config_changed(v, steps),
+}
+
+
+def _update_status(
+    service: PeerSyncService, view: PeerView, steps: Sequence[LeaderStep], _event: HookEvent
+) -> list[Effect]:
+    return service.on_update_status(view, steps)
+
+
+class HookPlanner:
+    """``plan(event, view)``: the effects of one hook, in the contract's order."""
+
+    def __init__(self) -> None:
+        self._peers = PeerSyncService()
+
+    def plan(self, event: HookEvent, view: HookView) -> list[Effect]:
+        first: list[Effect] = []
+        if view.charm_problem is not None:
+            first.append(Report(StatusReason(Severity.BLOCKED, view.charm_problem)))
+        last: list[Effect] = []
+        if view.backend is None or view.backend.gone:
+            last.append(Report(StatusReason(Severity.BLOCKED, NO_BACKEND)))
+        if view.peer is None or view.peer_problem or view.store_problem:
+            return in_contract_order([*first, *_unreadable(view), *last])
+        steps: tuple[LeaderStep, ...] = ()
+        if view.peer.is_leader:
+            # The auth role's password first, then the clients' in order.
+            secrets = SecretSupply(view.fresh_secrets)
+            steps = (BackendService(view, event, secrets), ClientService(view, event, secrets))
+        routine = _ROUTINES.get(event.kind, _update_status)
+        return in_contract_order([*first, *routine(self._peers, view.peer, steps, event), *last])
+
+
+def _unreadable(view: HookView) -> list[Effect]:
+    if view.peer_problem is not None:
+        # Nobody can fix a databag by hand: keep the last good files and wait.
+        return [Report(StatusReason(Severity.WAITING, f"invalid peer data: {view.peer_problem}"))]
+    if view.store_problem is not None:
+        return [
+            Report(StatusReason(Severity.WAITING, view.store_problem)),
+            Defer(view.store_problem),
+        ]
+    return []
+
+
+def unit_status(
+    reasons: Sequence[StatusReason], listen_port: int | None, processes: int
+) -> StatusReason:
+    """What this unit shows: its most severe reason, else that it serves."""
+    reason = most_severe(tuple(reasons))
+    if reason is not None:
+        return reason
+    return StatusReason(Severity.ACTIVE, f"pgbouncer on port {listen_port}, {processes} processes")
+
+
+def app_status(
+    reasons: Sequence[StatusReason],
+    cfg_file: str | None,
+    auth_file: str | None,
+    units: dict[str, UnitPeerData],
+) -> StatusReason:
+    """What the leader shows for the application: how many units run what it published, or
+    what blocks it (a units count is no reason to look "in sync" while the leader is blocked)."""
+    blocked = next((reason for reason in reasons if reason.severity is Severity.BLOCKED), None)
+    return blocked or sync_summary(cfg_file, auth_file, units)

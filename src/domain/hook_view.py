@@ -1,0 +1,168 @@
+"""What one hook sees, as plain values: the view every service of the plan reads.
+
+The application layer gathers one ``HookView`` per hook from the adapters (``app.gather``)
+and names the event in a ``HookEvent``; ``domain.hook_plan`` turns both into one ordered list
+of effects. The view has one part per relation and per kind of input:
+
+- ``peer``: the ``pgb-peers`` relation and this unit's container (``peer_sync.PeerView``);
+- ``units``: every live unit's peer databag, this unit's included (the leader's gate and
+  status read their acknowledgements);
+- ``backend``: the ``backend-database`` relation (``BackendView``), None when there is none;
+- ``clients``: one ``ClientView`` per ``database`` relation;
+- ``memory``: what this unit remembers between hooks (``Memory``: what it already set up on
+  the backend, and the client roles still to drop), never shared, never a credential;
+- ``fresh_secrets``: random passwords the gatherer drew for this hook, used only where a new
+  one is needed (the domain does no I/O, randomness included);
+- the problems met while gathering (an invalid charm config, unreadable peer data, a store
+  that cannot be read), which the plan turns into reasons.
+
+A new input is one more field here; a new relation is one more view and one more service.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+
+import attrs
+
+from domain.backend import BackendAccess, BackendCredentials, BackendEndpoints
+from domain.clients import ClientRequest
+from domain.errors import InvalidInput
+from domain.peer_data import UnitPeerData
+from domain.peer_sync import PeerView
+
+
+class EventKind(enum.Enum):
+    PEER_CREATED = "pgb-peers-relation-created"
+    PEER_CHANGED = "pgb-peers-relation-changed"
+    PEER_DEPARTED = "pgb-peers-relation-departed"
+    SECRET_CHANGED = "secret-changed"
+    LEADER_ELECTED = "leader-elected"
+    WORKLOAD_READY = "pebble-ready"
+    CONFIG_CHANGED = "config-changed"
+    UPDATE_STATUS = "update-status"
+    BACKEND_CREATED = "backend-database-relation-created"
+    BACKEND_CHANGED = "backend-database-relation-changed"
+    BACKEND_BROKEN = "backend-database-relation-broken"
+    CLIENT_CHANGED = "database-relation-changed"
+    CLIENT_BROKEN = "database-relation-broken"
+
+
+@attrs.frozen
+class HookEvent:
+    kind: EventKind
+    # The relation a relation event is about.
+    relation_id: int | None = None
+    # pgb-peers-relation-departed: the departing unit's hostname.
+    departing_hostname: str | None = None
+
+    def is_about(self, relation_id: int, *kinds: EventKind) -> bool:
+        return self.relation_id == relation_id and self.kind in kinds
+
+
+@attrs.frozen
+class BackendView:
+    """The ``backend-database`` relation as the leader reads it (followers: its presence)."""
+
+    relation_id: int
+    # What this application asks for: its own name, so two pgbouncer applications in front of
+    # one PostgreSQL each get their own database.
+    requested_database: str
+    endpoints: BackendEndpoints | None = None
+    # None until delivered, and when not read this hook (nothing needs the backend).
+    credentials: BackendCredentials | None = None
+    # What the provider sent cannot be used: only its next change can fix it (blocked).
+    invalid: str | None = None
+    # The credentials cannot be read now (a secret not granted yet): a retry may (waiting).
+    unavailable: str | None = None
+    # relation-broken: the relation is going away.
+    gone: bool = False
+
+    @property
+    def access(self) -> BackendAccess | None:
+        if self.endpoints is None or self.credentials is None:
+            return None
+        return BackendAccess.of(self.endpoints, self.credentials)
+
+
+@attrs.frozen
+class ClientView:
+    """One ``database`` relation as the leader reads it."""
+
+    relation_id: int
+    app_name: str | None = None
+    request: ClientRequest | None = None
+    # The request cannot be served; the reason names the key.
+    refusal: str | None = None
+    # The client's databag cannot be read now.
+    unreadable: str | None = None
+    # This charm's side of the relation: the answer keys as they are now.
+    answered: tuple[tuple[str, str], ...] = ()
+    credentials_handed: bool = False
+    # relation-broken: the relation is going away.
+    gone: bool = False
+
+    @property
+    def served_database(self) -> str | None:
+        """The database this charm set up for the client (written once it was set up)."""
+        return dict(self.answered).get("database")
+
+    @property
+    def where(self) -> str:
+        app = f" ({self.app_name})" if self.app_name else ""
+        return f"database relation {self.relation_id}{app}"
+
+
+@attrs.frozen
+class ServedClient:
+    """A client relation set up on the backend: a digest of what, and for which database."""
+
+    digest: str
+    database: str
+
+
+@attrs.frozen
+class Memory:
+    """What this unit remembers between hooks (Juju's StoredState): one-way digests of what
+    it set up, so a repeat skips the backend, and the client roles still to drop."""
+
+    backend_digest: str = ""
+    served: tuple[tuple[int, ServedClient], ...] = ()
+    roles_to_drop: tuple[int, ...] = ()
+
+    def client(self, relation_id: int) -> ServedClient | None:
+        return dict(self.served).get(relation_id)
+
+
+@attrs.frozen
+class HookView:
+    """Everything one unit sees in one hook. ``peer`` is None when it could not be read."""
+
+    peer: PeerView | None
+    unit_name: str = ""
+    units: tuple[tuple[str, UnitPeerData], ...] = ()
+    backend: BackendView | None = None
+    clients: tuple[ClientView, ...] = ()
+    memory: Memory = Memory()
+    fresh_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+    charm_problem: str | None = None
+    peer_problem: str | None = None
+    store_problem: str | None = None
+
+
+class OutOfSecrets(InvalidInput):
+    """The plan needed more fresh passwords than the gatherer drew (a gathering bug)."""
+
+
+class SecretSupply:
+    """The view's fresh passwords, handed out one at a time during one plan."""
+
+    def __init__(self, secrets: tuple[str, ...]):
+        self._secrets: Iterator[str] = iter(secrets)
+
+    def take(self) -> str:
+        try:
+            return next(self._secrets)
+        except StopIteration:
+            raise OutOfSecrets("no fresh password left for this hook") from None
