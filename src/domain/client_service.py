@@ -59,7 +59,7 @@ from domain.effects import (
 from domain.errors import InvalidInput
 from domain.hook_view import ClientView, EventKind, HookEvent, HookView, SecretSupply
 from domain.peer_data import UnitPeerData, content_digest, relation_password_key
-from domain.peer_sync import LEADER_CFG_INVALID, NOT_REACHABLE, Plan, WorkloadFiles, parse_or_none
+from domain.peer_sync import NOT_REACHABLE, Plan, WorkloadFiles, parse_or_none
 from domain.pgb_config import PgbConfig, render_pgb_ini
 from domain.status import Severity
 
@@ -104,9 +104,8 @@ class ClientService:
         for client in self.view.clients:
             if client.gone:
                 files = self._remove(plan, client, live, files)
+        # An invalid pgbouncer.ini is reported by the peer routine (it cannot publish it).
         cfg = parse_or_none(files.cfg) if files is not None else None
-        if files is not None and files.cfg is not None and cfg is None:
-            plan.report(Severity.BLOCKED, f"{LEADER_CFG_INVALID}: it does not parse")
         backend = self._backend(files)
         before = cfg
         for client in live:
@@ -228,8 +227,7 @@ class ClientService:
         if database is not None and cfg is not None and not self._in_use(database, live):
             parsed = parse_or_none(cfg)
             if parsed is None:
-                plan.report(Severity.BLOCKED, f"{LEADER_CFG_INVALID}: it does not parse")
-                return files
+                return files  # the peer routine reports why
             cfg = render_pgb_ini(without_client(parsed, database))
         store = self.view.peer.store if self.view.peer else None
         if store is not None and store.password(relation_id) is not None:

@@ -353,7 +353,7 @@ class Plan:
 
     def done(self) -> list[Effect]:
         """The effects in the contract's order: each file written once, at most one Reload
-        or Restart, at most one Defer."""
+        or Restart, at most one Defer, no reason twice."""
         if not self._shaped and self.view.is_leader:
             # The plan stopped before the files were known: the steps still report.
             self.shape(None)
@@ -363,8 +363,10 @@ class Plan:
         elif self.pending is ChangeKind.RELOAD:
             effects.append(Reload())
         deferrals = [effect for effect in effects if isinstance(effect, Defer)]
-        effects = [effect for effect in effects if not isinstance(effect, Defer)]
-        return in_contract_order(effects + deferrals[:1])
+        # Two services may find the same reason (no container): it is shown once.
+        reports = list(dict.fromkeys(e for e in effects if isinstance(e, Report)))
+        actions = [e for e in effects if not isinstance(e, Report | Defer)]
+        return in_contract_order(actions + reports + deferrals[:1])
 
     def _file_effects(self) -> list[Effect]:
         current, wanted = self.view.workload, self.wanted

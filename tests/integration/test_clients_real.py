@@ -330,3 +330,44 @@ def test_two_units_serve_a_client_once_both_applied_and_broken_drops_it(
     assert not [s for s in broken.secrets if s.label == f"database-relation-{world.client_id}"]
     with pytest.raises(PostgresError):
         as_client(port, credentials, world.client_database, who)
+
+
+def test_a_backend_change_on_a_settled_leader_signals_pgbouncer_once(postgres, world, workloads):
+    # One hook, two relations' changes (the auth setup and the client's entries follow the
+    # backend's new primary address): the files are written once and pgbouncer gets one
+    # SIGHUP per process, no restart.
+    port = free_port()
+    leader = workloads("leader")
+    leader.write_cfg(initial_cfg(port))
+    state, backend, client = leader_state(postgres, world, port, follower=False)
+    ctx = context(charm_with(leader))
+    set_up = ctx.run(ctx.on.relation_changed(backend, remote_unit=0), state)
+    served = ctx.run(
+        ctx.on.relation_changed(set_up.get_relation(client.id), remote_unit=0), set_up
+    )
+    assert "secret-user" in served.get_relation(client.id).local_app_data
+    signals, starts = leader.signals_sent, leader.starts
+    before = leader.read_cfg()
+
+    moved = dataclasses.replace(
+        backend,
+        local_app_data=served.get_relation(backend.id).local_app_data,
+        remote_app_data={**backend.remote_app_data, "endpoints": f"localhost:{postgres.port}"},
+    )
+    state = dataclasses.replace(
+        served, relations={*(r for r in served.relations if r.id != backend.id), moved}
+    )
+    out = ctx.run(ctx.on.relation_changed(moved, remote_unit=0), state)
+
+    assert out.deferred == []
+    cfg = leader.read_cfg()
+    assert cfg is not None
+    assert cfg != before
+    assert f"{world.client_database} = " in cfg
+    assert "host=localhost" in cfg.split(f"\n{world.client_database} = ")[1].splitlines()[0]
+    assert leader.signals_sent - signals == PROCESSES  # one SIGHUP per process
+    assert leader.starts == starts
+    credentials = client_credentials(out, client.id)
+    who = "SELECT current_user || '@' || current_database()"
+    expected = f"{world.client_user}@{world.client_database}"
+    assert as_client(port, credentials, world.client_database, who) == expected

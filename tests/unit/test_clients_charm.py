@@ -12,6 +12,7 @@ former hook left it, and let a peer hook bring the acknowledgements.
 import dataclasses
 import pathlib
 
+import ops
 import pytest
 from ops import testing
 
@@ -749,3 +750,127 @@ def test_a_pending_role_drop_is_given_up_once_the_backend_relation_is_gone(folde
     ctx.juju_log.clear()
     ctx.run(ctx.on.update_status(), out)
     assert not any("relation_id_5" in log.message for log in ctx.juju_log)
+
+
+def test_a_refused_request_stays_in_the_status_in_every_hook(folder):
+    # Relation 6 asks for SUPERUSER; relation 5 is served and handed; relation 7 has not asked
+    # yet. Whatever hook runs next, the refusal is shown on the unit and the application does
+    # not claim to be in sync.
+    synced = {1: {"hostname": HOST1, **ack_of(CFG_SERVED, AUTH_LINE)}}
+    secret = handed_secret()
+    state, peer, _relation = handed_state(folder, HANDED, secret, synced)
+    refused = testing.Relation(
+        "database",
+        id=6,
+        remote_app_name="greedy-app",
+        remote_app_data={"database": "greed", "extra-user-roles": "SUPERUSER"},
+    )
+    quiet = testing.Relation("database", id=7, remote_app_name="quiet-app")
+    state = dataclasses.replace(state, relations={*state.relations, refused, quiet})
+    reason = (
+        "database relation 6 (greedy-app): extra-user-roles 'SUPERUSER' is not one of"
+        " CREATEDB, CREATEROLE, LOGIN"
+    )
+    ctx = context("3.6.0")
+
+    after_config = ctx.run(ctx.on.config_changed(), state)
+    other = after_config.get_relation(quiet.id)
+    after_other = ctx.run(ctx.on.relation_changed(other, remote_unit=0), after_config)
+    peers_now = after_other.get_relation(peer.id)
+    after_peer = ctx.run(ctx.on.relation_changed(peers_now, remote_unit=1), after_other)
+
+    for out in (after_config, after_other, after_peer):
+        assert out.unit_status == testing.BlockedStatus(reason)
+        assert out.app_status == testing.BlockedStatus(reason)
+        assert out.get_relation(refused.id).local_app_data == {}
+        assert out.deferred == []
+    # The request changes to one that can be served: the refusal goes.
+    fixed = dataclasses.replace(
+        after_peer.get_relation(refused.id), remote_app_data={"database": "greed"}
+    )
+    relations = {*(r for r in after_peer.relations if r.id != refused.id), fixed}
+    out = ctx.run(ctx.on.update_status(), dataclasses.replace(after_peer, relations=relations))
+    assert "extra-user-roles" not in out.unit_status.message
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+PEBBLE_CALLS = (
+    "can_connect",
+    "pull",
+    "push",
+    "remove_path",
+    "send_signal",
+    "restart",
+    "add_layer",
+)
+
+
+def settled_with_clients(folder: pathlib.Path, count: int) -> testing.State:
+    """A leader serving ``count`` clients, every one answered and handed, every unit in sync:
+    a quiet update-status has nothing to do."""
+    ids = range(100, 100 + count)
+    entries = []
+    for rid in ids:
+        for name, host in ((f"db{rid}", "10.1.1.1"), (f"db{rid}_readonly", "10.1.1.2")):
+            entries.append(
+                f"{name} = auth_user=pgbouncer_auth_relation_id_7 dbname=db{rid}"
+                f" host={host} port=5432\n"
+            )
+    cfg = CFG.replace("[databases]\n", "[databases]\n" + "".join(sorted(entries)))
+    write_files(folder, cfg=cfg, auth=AUTH_LINE)
+    content = {"auth-file": AUTH_LINE} | {f"relation-id-{rid}": f"Pw-{rid}-x" for rid in ids}
+    store_secret = testing.Secret(tracked_content=content, owner="app", label=SECRET_LABEL)
+    synced = ack_of(cfg, AUTH_LINE)
+    peer = testing.PeerRelation(
+        "pgb-peers",
+        id=PEER_ID,
+        local_app_data={"cfg_file": cfg, "leader_hostname": HOST0, SECRET_ID_KEY: store_secret.id},
+        local_unit_data={"hostname": HOST0, **synced},
+        peers_data={1: {"hostname": HOST1, **synced}},
+    )
+    clients = {
+        testing.Relation(
+            "database",
+            id=rid,
+            remote_app_name=f"app{rid}",
+            remote_app_data={"database": f"db{rid}"},
+            local_app_data=HANDED | {"database": f"db{rid}", "secret-user": f"secret:c{rid}"},
+        )
+        for rid in ids
+    }
+    backend_relation, backend_secrets = backend()
+    return leader_state(
+        folder, peer, backend_relation, *clients, secrets={store_secret, *backend_secrets}
+    )
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_a_quiet_leader_hook_costs_the_same_with_30_clients_as_with_3(folder, mocker, count):
+    pebble = {name: mocker.spy(ops.Container, name) for name in PEBBLE_CALLS}
+    peer_secret_reads = mocker.spy(ops.Secret, "peek_content")
+    secret_gets = mocker.spy(ops.Model, "get_secret")
+    relation_sets = mocker.spy(ops.RelationDataContent, "__setitem__")
+    state = settled_with_clients(folder, count)
+    ctx = context("3.6.0")
+
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.app_status == testing.ActiveStatus("2/2 units in sync")
+    assert out.deferred == []
+    calls = {name: spy.call_count for name, spy in pebble.items()}
+    # Pebble: is it there, pgbouncer.ini, the auth file. Nothing written, nothing signalled.
+    assert calls == {
+        "can_connect": 1,
+        "pull": 2,
+        "push": 0,
+        "remove_path": 0,
+        "send_signal": 0,
+        "restart": 0,
+        "add_layer": 0,
+    }
+    # The peer secret once; two secrets looked up (it, and the backend's credentials).
+    assert peer_secret_reads.call_count == 1
+    assert secret_gets.call_count == 2
+    assert relation_sets.call_count == 0
