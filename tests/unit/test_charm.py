@@ -9,7 +9,7 @@ import dataclasses
 import pathlib
 
 import pytest
-from ops import testing
+from ops import pebble, testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from charm import PgBouncerK8sCharm
@@ -236,7 +236,11 @@ def test_changed_follower_with_the_same_data_writes_nothing_and_sends_no_signal(
     }
 
 
-def test_changed_follower_restarts_for_a_new_listen_port(folder, signals):
+def test_changed_follower_restarts_for_a_new_listen_port(folder, signals, mocker):
+    import ops
+
+    # The services run (a settled unit): only a restart call makes them bind the new port.
+    restarts = mocker.spy(ops.Container, "restart")
     write_files(folder, cfg=CFG_A, auth=AUTH_A)
     state, peer = follower_state(
         folder, cfg=CFG_PORT, local_unit_data={"hostname": HOST0, **ack_of(CFG_A, AUTH_A)}
@@ -246,8 +250,17 @@ def test_changed_follower_restarts_for_a_new_listen_port(folder, signals):
 
     assert read_file(folder, "pgbouncer.ini") == CFG_PORT
     assert signals.call_count == 0
+    assert restarts.call_count == 1
+    assert restarts.call_args.args[1:] == ("pgbouncer_0", "pgbouncer_1")
     services = out.get_container("pgbouncer").service_statuses
-    assert set(services) == {"pgbouncer_0", "pgbouncer_1"}
+    assert services == {
+        "pgbouncer_0": pebble.ServiceStatus.ACTIVE,
+        "pgbouncer_1": pebble.ServiceStatus.ACTIVE,
+    }
+    assert out.get_relation(peer.id).local_unit_data == {
+        "hostname": HOST0,
+        **ack_of(CFG_PORT, AUTH_A),
+    }
 
 
 def test_changed_follower_refuses_an_invalid_cfg_file_and_keeps_its_own(folder, signals):
