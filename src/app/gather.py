@@ -129,21 +129,20 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         logger.error("invalid charm config: %s", err)
         charm_problem = str(err)
     backend_relation = adapters.backend_relation()
-    presence = _presence(model, backend_relation, event)
+    unreadable = HookView(
+        None, backend=_presence(model, backend_relation, event), charm_problem=charm_problem
+    )
     peers = adapters.peers
     try:
         app, own, units = peers.app_data(), peers.own_data(), peers.units_data()
+        store = converters.read_store(adapters.store().read()) if peers.relation else None
     except InvalidPeerData as err:
         logger.warning("invalid peer data: %s", err)
-        return HookView(None, backend=presence, charm_problem=charm_problem, peer_problem=str(err))
-    try:
-        store = converters.read_store(adapters.store().read()) if peers.relation else None
+        return attrs.evolve(unreadable, peer_problem=str(err))
     except StoreUnavailable as err:
         logger.warning("peer secret store unavailable: %s; deferring", err)
-        return HookView(
-            None, backend=presence, charm_problem=charm_problem, store_problem=str(err)
-        )
-    own_name = model.unit.name
+        return attrs.evolve(unreadable, store_problem=str(err))
+    others = (data.hostname for name, data in units.items() if name != model.unit.name)
     peer = PeerView(
         is_leader=model.unit.is_leader(),
         hostname=peers.hostname,
@@ -152,20 +151,12 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         own=own,
         workload=_files(adapters.workload),
         backend_credentials=has_credentials(model),
-        peer_hostnames=tuple(
-            sorted(
-                data.hostname for name, data in units.items() if name != own_name and data.hostname
-            )
-        ),
+        peer_hostnames=tuple(sorted(hostname for hostname in others if hostname)),
         charm=charm,
         processes=adapters.processes,
     )
-    view = HookView(
-        peer,
-        unit_name=own_name,
-        units=tuple(sorted(units.items())),
-        backend=presence,
-        charm_problem=charm_problem,
+    view = attrs.evolve(
+        unreadable, peer=peer, unit_name=model.unit.name, units=tuple(sorted(units.items()))
     )
     if not peer.is_leader:
         return view

@@ -143,7 +143,7 @@ def _secret_problem(secret: str) -> str | None:
 
 def _check_user(_instance: AuthEntry, _attribute: attrs.Attribute[str], user: str) -> None:
     if not isinstance(user, str):
-        raise TypeError(f"auth entry user must be a str, not {type(user).__name__}")
+        raise InvalidAuthFile(f"auth entry user must be a str, not {type(user).__name__}")
     problem = _user_problem(user)
     if problem is not None:
         raise InvalidAuthFile(f"auth entry: {problem}")
@@ -151,7 +151,7 @@ def _check_user(_instance: AuthEntry, _attribute: attrs.Attribute[str], user: st
 
 def _check_secret(instance: AuthEntry, _attribute: attrs.Attribute[str], secret: str) -> None:
     if not isinstance(secret, str):
-        raise TypeError(f"auth entry secret must be a str, not {type(secret).__name__}")
+        raise InvalidAuthFile(f"auth entry secret must be a str, not {type(secret).__name__}")
     problem = _secret_problem(secret)
     if problem is not None:
         raise InvalidAuthFile(f"auth entry for user {instance.user!r}: {problem}")
@@ -173,7 +173,9 @@ def _sorted_entries(entries: Iterable[AuthEntry]) -> tuple[AuthEntry, ...]:
     items = tuple(entries)
     for item in items:
         if not isinstance(item, AuthEntry):
-            raise TypeError(f"auth file entries must be AuthEntry, not {type(item).__name__}")
+            raise InvalidAuthFile(
+                f"auth file entries must be AuthEntry, not {type(item).__name__}"
+            )
     return tuple(sorted(items, key=lambda entry: entry.user))
 
 

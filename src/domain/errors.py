@@ -1,9 +1,10 @@
 """The one family of errors the domain raises for bad input.
 
-Every parser and value constructor in ``domain`` reports bad input by raising a subclass of
-``InvalidInput`` whose message names where the problem is (section and key, line number,
-option name) and why. Adapters catch ``InvalidInput`` and nothing broader, so any other
-exception escaping the domain is a bug, not bad input. Messages never contain secret values.
+Every parser, value constructor and service in ``domain`` reports bad input by raising a
+subclass of ``InvalidInput`` whose message names where the problem is (section and key, line
+number, option name) and why. Adapters catch ``InvalidInput`` and nothing broader (no
+``ValueError``, no ``TypeError``), so any other exception escaping the domain is a bug, not
+bad input. Messages never contain secret values.
 """
 
 

@@ -22,6 +22,8 @@ import re
 
 import attrs
 
+from domain.errors import InvalidPeerData
+
 CFG_FILE_KEY = "cfg_file"
 LEADER_HOSTNAME_KEY = "leader_hostname"
 AUTH_FILE_KEY = "auth_file"
@@ -72,12 +74,12 @@ def _hostname(
     _instance: object, attribute: attrs.Attribute[str | None], value: str | None
 ) -> None:
     if value is not None and not is_valid_hostname(value):
-        raise ValueError(f"{attribute.name}: {value!r} is not a DNS hostname")
+        raise InvalidPeerData(f"{attribute.name}: {value!r} is not a DNS hostname")
 
 
 def _digest(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if _DIGEST.fullmatch(value) is None:
-        raise ValueError(f"{attribute.name}: not a content digest")
+        raise InvalidPeerData(f"{attribute.name}: not a content digest")
 
 
 @attrs.frozen

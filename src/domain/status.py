@@ -13,6 +13,8 @@ import enum
 
 import attrs
 
+from domain.errors import InvalidStatus
+
 
 class Severity(enum.IntEnum):
     """Ordered so that ``max()`` picks the status to show."""
@@ -35,7 +37,7 @@ def _status_text(value: str) -> str:
 
 def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if not value:
-        raise ValueError(f"{attribute.name} must not be empty")
+        raise InvalidStatus(f"{attribute.name} must not be empty")
 
 
 @attrs.frozen

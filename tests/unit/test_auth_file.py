@@ -348,7 +348,7 @@ def test_entry_rejects_with_reason(user: str, secret: str, message: str) -> None
 
 
 def test_entry_rejects_non_strings() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(InvalidAuthFile, match="secret must be a str, not bytes"):
         AuthEntry("alice", b"hunter2")  # type: ignore[arg-type]
 
 

@@ -69,11 +69,11 @@ def test_store_reads_auth_file_and_numbered_passwords_only():
         ({"listen_port": 0}, "invalid config option listen_port: 0 is not a port (1-65535)"),
         (
             {"listen_port": "6432"},
-            "invalid config option listen_port: invalid value for type, expected int",
+            "invalid config option listen_port: expected an integer, got '6432'",
         ),
         (
             {"listen_port": True},
-            "invalid config option listen_port: invalid value for type, expected int",
+            "invalid config option listen_port: expected an integer, got True",
         ),
         (
             {"pool_mode": "sometimes"},

@@ -26,10 +26,9 @@ import attrs
 import cattrs
 import ops
 from cattrs.gen import make_dict_structure_fn, override
-from cattrs.v import format_exception
 
 from adapters.errors import first_line
-from adapters.juju.converters import optional_str
+from adapters.juju.converters import optional_str, problems, strict_str
 from domain.backend import (
     BackendCredentials,
     BackendEndpoints,
@@ -90,18 +89,10 @@ backend_converter = cattrs.Converter(forbid_extra_keys=False)
 def _endpoints(value: object, _type: object) -> tuple[HostPort, ...]:
     if value is None or value == "":
         return ()
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return parse_endpoints(value)
+    return parse_endpoints(strict_str(value, _type))
 
 
-def _strict_str(value: object, _type: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
-    return value
-
-
-backend_converter.register_structure_hook(str, _strict_str)
+backend_converter.register_structure_hook(str, strict_str)
 backend_converter.register_structure_hook(str | None, optional_str)
 backend_converter.register_structure_hook(
     BackendEndpoints,
@@ -114,27 +105,8 @@ backend_converter.register_structure_hook(
 )
 
 
-def _format_exception(exc: BaseException, type_: type | None) -> str:
-    # The domain's messages name the problem and never hold a password: keep them whole.
-    if isinstance(exc, InvalidInput | ValueError) and str(exc):
-        return str(exc)
-    return format_exception(exc, type_)
-
-
 # Attribute names that differ from the databag keys they come from.
 _DATABAG_KEYS = {"read_only_endpoints": "read-only-endpoints"}
-
-
-def _invalid(where: str, err: Exception) -> InvalidBackendData:
-    if isinstance(err, cattrs.BaseValidationError):
-        problems = []
-        for problem in cattrs.transform_error(err, format_exception=_format_exception):
-            what, _, path = problem.rpartition(" @ ")
-            key = path.removeprefix("$").removeprefix(".")
-            key = _DATABAG_KEYS.get(key, key)
-            problems.append(f"{key}: {what}" if key else what)
-        return InvalidBackendData(f"{where}: " + "; ".join(problems))
-    return InvalidBackendData(f"{where}: {err}")
 
 
 def structure_endpoints(raw: Mapping[str, str]) -> BackendEndpoints:
@@ -142,16 +114,18 @@ def structure_endpoints(raw: Mapping[str, str]) -> BackendEndpoints:
     wrong."""
     try:
         return backend_converter.structure(dict(raw), BackendEndpoints)
-    except (cattrs.BaseValidationError, InvalidInput, ValueError, TypeError) as err:
-        raise _invalid("backend-database relation data", err) from None
+    except (cattrs.BaseValidationError, InvalidInput) as err:
+        where = "backend-database relation data"
+        raise InvalidBackendData(f"{where}: {problems(err, _DATABAG_KEYS)}") from None
 
 
 def structure_credentials(raw: Mapping[str, str]) -> BackendCredentials:
     """The backend user; ``InvalidBackendData`` never quotes the password."""
     try:
         return backend_converter.structure(dict(raw), BackendCredentials)
-    except (cattrs.BaseValidationError, InvalidInput, ValueError, TypeError) as err:
-        raise _invalid("backend-database credentials", err) from None
+    except (cattrs.BaseValidationError, InvalidInput) as err:
+        where = "backend-database credentials"
+        raise InvalidBackendData(f"{where}: {problems(err, _DATABAG_KEYS)}") from None
 
 
 def read_endpoints(relation: ops.Relation) -> BackendEndpoints | None:

@@ -28,10 +28,9 @@ import attrs
 import cattrs
 import ops
 from cattrs.gen import make_dict_structure_fn, override
-from cattrs.v import format_exception
 
 from adapters.errors import first_line
-from adapters.juju.converters import optional_str
+from adapters.juju.converters import optional_str, problems
 from domain.clients import ClientRequest, InvalidClientRequest, parse_extra_roles
 from domain.errors import InvalidInput
 from domain.hook_view import ClientView
@@ -73,9 +72,9 @@ def _json_names(value: object, _type: object) -> tuple[str, ...] | None:
     try:
         names = json.loads(value) if isinstance(value, str) else value
     except json.JSONDecodeError:
-        raise ValueError("expected a JSON list of field names") from None
+        raise InvalidClientRequest("expected a JSON list of field names") from None
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ValueError("expected a JSON list of field names")
+        raise InvalidClientRequest("expected a JSON list of field names")
     return tuple(names)
 
 
@@ -96,25 +95,11 @@ _DATABAG_KEYS = {
 }
 
 
-def _format_exception(exc: BaseException, type_: type | None) -> str:
-    if isinstance(exc, InvalidInput | ValueError) and str(exc):
-        return str(exc)
-    return format_exception(exc, type_)
-
-
 def structure_request(raw: Mapping[str, str]) -> RequestFields:
     try:
         return request_converter.structure(dict(raw), RequestFields)
-    except cattrs.BaseValidationError as err:
-        problems = []
-        for problem in cattrs.transform_error(err, format_exception=_format_exception):
-            what, _, path = problem.rpartition(" @ ")
-            key = path.removeprefix("$").removeprefix(".")
-            key = _DATABAG_KEYS.get(key, key)
-            problems.append(f"{key}: {what}" if key else what)
-        raise InvalidClientRequest("; ".join(problems)) from None
-    except (ValueError, TypeError) as err:
-        raise InvalidClientRequest(str(err)) from None
+    except (cattrs.BaseValidationError, InvalidInput) as err:
+        raise InvalidClientRequest(problems(err, _DATABAG_KEYS)) from None
 
 
 def read_request(relation: ops.Relation) -> ClientRequest | None:

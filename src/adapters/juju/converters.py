@@ -11,7 +11,10 @@ One converter per boundary, because the boundaries want opposite attitudes:
   option, for a blocked status the operator can act on.
 
 Renames (``applied_cfg_digest`` for ``Acknowledgement.cfg_digest``, ``relation_id_<N>`` keys)
-live here, never on the domain classes.
+live here, never on the domain classes. The hooks registered here report a bad value with the
+domain's ``InvalidInput``, and ``problems`` turns what cattrs collected into one message per
+key; every Juju converter (``backend``, ``clients``) uses both, and catches nothing broader
+than ``cattrs.BaseValidationError`` and ``InvalidInput``.
 """
 
 from collections.abc import Mapping
@@ -45,8 +48,12 @@ def optional_str(value: object, _type: object) -> str | None:
     """A databag string: an empty one counts as absent (shared by every Juju converter)."""
     if value is None or value == "":
         return None
+    return strict_str(value, _type)
+
+
+def strict_str(value: object, _type: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {type(value).__name__}")
+        raise InvalidInput(f"expected a string, got {type(value).__name__}")
     return value
 
 
@@ -55,7 +62,7 @@ def _flag(value: object, _type: object) -> bool:
         return True
     if value == _FALSE or value is False:
         return False
-    raise ValueError(f"expected {_TRUE!r} or {_FALSE!r}")
+    raise InvalidPeerData(f"expected {_TRUE!r} or {_FALSE!r}")
 
 
 peer_converter.register_structure_hook(str | None, optional_str)
@@ -108,43 +115,44 @@ peer_converter.register_structure_hook(StoreContents, _structure_store)
 
 def _format_exception(exc: BaseException, type_: type | None) -> str:
     # The domain's own messages already name the field and the reason; keep them whole.
-    if isinstance(exc, InvalidInput | ValueError) and str(exc):
+    if isinstance(exc, InvalidInput) and str(exc):
         return str(exc)
     return format_exception(exc, type_)
 
 
-def _problems(err: cattrs.BaseValidationError) -> list[str]:
-    """cattrs' errors as ``<reason>`` or ``<reason> @ <key>`` strings."""
-    problems = []
+def problems(err: Exception, renames: Mapping[str, str] | None = None) -> str:
+    """What is wrong, key by key: ``<key>: <reason>; ...`` (``renames``: attribute names to
+    the databag keys they come from)."""
+    if not isinstance(err, cattrs.BaseValidationError):
+        return str(err)
+    found = []
     for problem in cattrs.transform_error(err, format_exception=_format_exception):
         what, _, where = problem.rpartition(" @ ")
         key = where.removeprefix("$").removeprefix(".")
-        problems.append(f"{key}: {what}" if key else what)
-    return problems
-
-
-def _peer_error(where: str, err: Exception) -> InvalidPeerData:
-    if isinstance(err, cattrs.BaseValidationError):
-        return InvalidPeerData(f"{where}: " + "; ".join(_problems(err)))
-    return InvalidPeerData(f"{where}: {err}")
+        key = (renames or {}).get(key, key)
+        found.append(f"{key}: {what}" if key else what)
+    return "; ".join(found)
 
 
 def read_app_data(raw: Mapping[str, str]) -> AppPeerData:
     try:
         return peer_converter.structure(dict(raw), AppPeerData)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as err:
-        raise _peer_error("application databag", err) from None
+    except (cattrs.BaseValidationError, InvalidInput) as err:
+        raise InvalidPeerData(f"application databag: {problems(err)}") from None
 
 
 def read_unit_data(raw: Mapping[str, str], unit_name: str = "unit") -> UnitPeerData:
     try:
         return peer_converter.structure(dict(raw), UnitPeerData)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as err:
-        raise _peer_error(f"databag of {unit_name}", err) from None
+    except (cattrs.BaseValidationError, InvalidInput) as err:
+        raise InvalidPeerData(f"databag of {unit_name}: {problems(err)}") from None
 
 
 def read_store(raw: Mapping[str, str]) -> StoreContents:
-    return peer_converter.structure(dict(raw), StoreContents)
+    try:
+        return peer_converter.structure(dict(raw), StoreContents)
+    except (cattrs.BaseValidationError, InvalidInput) as err:
+        raise InvalidPeerData(f"peer secret store: {problems(err)}") from None
 
 
 def ack_fields(ack: Acknowledgement) -> dict[str, str]:
@@ -156,18 +164,18 @@ config_converter = cattrs.Converter(forbid_extra_keys=False)
 
 def _strict_int(value: object, _type: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {value!r}")
+        raise InvalidCharmConfig(f"expected an integer, got {value!r}")
     return value
 
 
-def _strict_str(value: object, _type: object) -> str:
+def _strict_option_str(value: object, _type: object) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}")
+        raise InvalidCharmConfig(f"expected a string, got {value!r}")
     return value
 
 
 config_converter.register_structure_hook(int, _strict_int)
-config_converter.register_structure_hook(str, _strict_str)
+config_converter.register_structure_hook(str, _strict_option_str)
 
 
 def read_charm_config(raw: Mapping[str, Any]) -> CharmConfig:
@@ -177,4 +185,4 @@ def read_charm_config(raw: Mapping[str, Any]) -> CharmConfig:
     except InvalidCharmConfig as err:
         raise InvalidCharmConfig(f"invalid config option {err}") from None
     except cattrs.BaseValidationError as err:
-        raise InvalidCharmConfig("invalid config option " + "; ".join(_problems(err))) from None
+        raise InvalidCharmConfig(f"invalid config option {problems(err)}") from None

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 import ops
 
+from adapters.errors import first_line
 from domain.peer_data import content_digest, is_store_key
 
 SECRET_LABEL = "pgb-peers-store"
@@ -86,7 +87,7 @@ class JujuSecretStore:
                 raise StoreUnavailable(f"secret {secret_id} not found") from None
             return None
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot get the peer secret: {_first_line(err)}") from None
+            raise StoreUnavailable(f"cannot get the peer secret: {first_line(err)}") from None
         return self._handle
 
     def read(self) -> dict[str, str]:
@@ -100,9 +101,7 @@ class JujuSecretStore:
                     secret.peek_content() if self._is_leader else secret.get_content(refresh=True)
                 )
             except (ops.SecretNotFoundError, ops.ModelError) as err:
-                raise StoreUnavailable(
-                    f"cannot read the peer secret: {_first_line(err)}"
-                ) from None
+                raise StoreUnavailable(f"cannot read the peer secret: {first_line(err)}") from None
             self._content = {_from_secret_key(key): value for key, value in content.items()}
         return dict(self._content)
 
@@ -134,7 +133,7 @@ class JujuSecretStore:
             self._databag[STORE_DIGEST_KEY] = _content_digest(content)
             self._handle, self._content = secret, wanted
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot write the peer secret: {_first_line(err)}") from None
+            raise StoreUnavailable(f"cannot write the peer secret: {first_line(err)}") from None
 
 
 def open_store(
@@ -148,7 +147,3 @@ def open_store(
 
 def _content_digest(content: Mapping[str, str]) -> str:
     return content_digest("\n".join(f"{key}={content[key]}" for key in sorted(content)))
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
