@@ -134,34 +134,19 @@ class ClientService:
         backend: _Backend | None,
     ) -> PgbConfig | None:
         own = self.event.is_about(client.relation_id, EventKind.CLIENT_CHANGED)
-        where, served = client.where, client.served_database
-        if client.refusal is not None:
-            plan.report(Severity.BLOCKED, f"{where}: {client.refusal}")
-            return cfg
-        if client.unreadable is not None:
-            self._wait(plan, own, f"{where}: cannot read the request: {client.unreadable}")
-            return cfg
-        request = client.request
-        if request is None:
-            return cfg  # nothing asked yet: the client's next relation-changed brings it
-        if served is not None and served != request.database:
-            plan.report(
-                Severity.BLOCKED,
-                f"{where}: the database cannot change from {served} to {request.database};"
-                " remove the relation and add it again",
-            )
-            self._to_answer.append((client, served))
-            return cfg
+        request, served = self._request(plan, client, own), client.served_database
         if served is not None:
             self._to_answer.append((client, served))
+        if request is None or (served is not None and served != request.database):
+            return cfg
         if files is None or cfg is None or backend is None:
             if served is None or own:
-                self._wait(plan, own, f"{where}: {_not_ready(files, cfg)}")
+                self._wait(plan, own, f"{client.where}: {_not_ready(files, cfg)}")
             return cfg
         if request.user == backend.access.credentials.username:
             plan.report(
                 Severity.BLOCKED,
-                f"{where}: its role {request.user} is the backend's own user; relate again",
+                f"{client.where}: its role {request.user} is the backend's own user; relate again",
             )
             return cfg
         self._set_up(plan, request, backend, trusted=served is not None and not own)
@@ -171,6 +156,24 @@ class ClientService:
         if endpoints is None:
             return cfg
         return with_client(cfg, request, endpoints, backend.access.credentials.auth_user)
+
+    def _request(self, plan: Plan, client: ClientView, own: bool) -> ClientRequest | None:
+        """The request, unless it cannot be served as it is (then the reason is reported)."""
+        where, served = client.where, client.served_database
+        if client.refusal is not None:
+            plan.report(Severity.BLOCKED, f"{where}: {client.refusal}")
+            return None
+        if client.unreadable is not None:
+            self._wait(plan, own, f"{where}: cannot read the request: {client.unreadable}")
+            return None
+        request = client.request
+        if request is not None and served is not None and served != request.database:
+            plan.report(
+                Severity.BLOCKED,
+                f"{where}: the database cannot change from {served} to {request.database};"
+                " remove the relation and add it again",
+            )
+        return request
 
     def _set_up(
         self, plan: Plan, request: ClientRequest, backend: _Backend, trusted: bool

@@ -349,6 +349,17 @@ ROWS = [
     pytest.param(
         BROKEN,
         view(
+            SETTLED,
+            clients=(*client(gone=True), OTHER),
+            peer=leader(CFG_SERVED, ((CLIENT_ID, CLIENT_PASSWORD), (OTHER_ID, "Other-Pw-7"))),
+            backend=attrs.evolve(BACKEND, credentials=None),
+        ),
+        [RemovePassword(CLIENT_ID), RevokeCredentials(CLIENT_ID), ForgetClient(CLIENT_ID, True)],
+        id="broken, the database in use, backend not readable: entries stay, drop pending",
+    ),
+    pytest.param(
+        BROKEN,
+        view(
             NEW,
             clients=(ClientView(CLIENT_ID, "client-app", gone=True),),
             memory=Memory(SETUP_DIGEST),
