@@ -15,14 +15,22 @@ that the applier carries out, stopping at the first failure. The plan is built b
   data that cannot be read (waiting), no backend relation (blocked).
 
 Every reason is a ``Report`` in the list; ``unit_status`` and ``app_status`` pick what to show.
-A new relation is one more service here; a new input, one more field of the view.
+
+Extending it. A new input is one more field of ``HookView`` (``app.gather`` fills it). A new
+relation whose decisions change the leader's pgbouncer.ini or answer clients is one more
+``LeaderStep`` in ``plan`` (see ``peer_sync.LeaderStep``). A service that every unit runs for
+itself (its own certificate files, say) is a ``UnitService`` given to ``HookPlanner``: its
+effects join the same list, in the contract's order (give a new effect class its rank in
+``effects.RANK``), and the plan still sends at most one signal (a ``Restart`` wins over a
+``Reload``) and one ``Defer``.
 """
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from domain.backend_service import NO_BACKEND, BackendService
 from domain.client_service import ClientService
-from domain.effects import Defer, Effect, Report, in_contract_order
+from domain.effects import Defer, Effect, Reload, Report, Restart, in_contract_order
 from domain.hook_view import EventKind, HookEvent, HookView, SecretSupply
 from domain.peer_data import UnitPeerData
 from domain.peer_sync import LeaderStep, PeerSyncService, PeerView
@@ -52,11 +60,18 @@ def _update_status(
     return service.on_update_status(view, steps)
 
 
+class UnitService(Protocol):
+    """A service every unit runs for itself, beside the peer routine."""
+
+    def plan(self, event: HookEvent, view: HookView) -> list[Effect]: ...
+
+
 class HookPlanner:
     """``plan(event, view)``: the effects of one hook, in the contract's order."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit_services: Sequence[UnitService] = ()) -> None:
         self._peers = PeerSyncService()
+        self._unit_services = tuple(unit_services)
 
     def plan(self, event: HookEvent, view: HookView) -> list[Effect]:
         first: list[Effect] = []
@@ -66,14 +81,28 @@ class HookPlanner:
         if view.backend is None or view.backend.gone:
             last.append(Report(StatusReason(Severity.BLOCKED, NO_BACKEND)))
         if view.peer is None or view.peer_problem or view.store_problem:
-            return in_contract_order([*first, *_unreadable(view), *last])
+            return _merged([*first, *_unreadable(view), *last])
         steps: tuple[LeaderStep, ...] = ()
         if view.peer.is_leader:
             # The auth role's password first, then the clients' in order.
             secrets = SecretSupply(view.fresh_secrets)
             steps = (BackendService(view, event, secrets), ClientService(view, event, secrets))
         routine = _ROUTINES.get(event.kind, _update_status)
-        return in_contract_order([*first, *routine(self._peers, view.peer, steps, event), *last])
+        effects = [*first, *routine(self._peers, view.peer, steps, event)]
+        for service in self._unit_services:
+            effects += service.plan(event, view)
+        return _merged([*effects, *last])
+
+
+def _merged(effects: list[Effect]) -> list[Effect]:
+    """One list in the contract's order: the stronger signal only, one Defer, no reason twice."""
+    restart = any(isinstance(effect, Restart) for effect in effects)
+    signals: list[Effect] = [e for e in effects if isinstance(e, Reload | Restart)]
+    deferrals = [effect for effect in effects if isinstance(effect, Defer)]
+    reports = list(dict.fromkeys(e for e in effects if isinstance(e, Report)))
+    actions = [e for e in effects if not isinstance(e, Reload | Restart | Defer | Report)]
+    signal: list[Effect] = [Restart()] if restart else signals[:1]
+    return in_contract_order([*actions, *signal, *reports, *deferrals[:1]])
 
 
 def _unreadable(view: HookView) -> list[Effect]:

@@ -287,3 +287,30 @@ ROWS = [
 @pytest.mark.parametrize(("event", "hook_view", "expected"), ROWS)
 def test_backend_service(event: HookEvent, hook_view: HookView, expected: list[Effect]):
     assert planner.plan(event, hook_view) == expected
+
+
+class _CertificateFiles:
+    """A stand-in for a service every unit runs (its own files): asks for a reload."""
+
+    def plan(self, event: HookEvent, view: HookView) -> list[Effect]:
+        return [Reload(), waiting("certificate requested"), Defer("certificate requested")]
+
+
+def test_a_unit_service_joins_the_plan_with_one_signal_and_one_deferral():
+    # pebble-ready on a settled follower starts pgbouncer (Restart): the other service's
+    # Reload is absorbed, its reason and deferral kept.
+    follower = attrs.evolve(
+        leader(CFG_AUTH, AUTH_LINE),
+        is_leader=False,
+        hostname=HOST1,
+        own=UnitPeerData(hostname=HOST1, ack=ack(CFG_AUTH, AUTH_LINE)),
+        peer_hostnames=(HOST0,),
+    )
+    planner = HookPlanner((_CertificateFiles(),))
+    effects = planner.plan(HookEvent(EventKind.WORKLOAD_READY), view(AFTER, peer=follower))
+
+    assert effects == [
+        Restart(),
+        waiting("certificate requested"),
+        Defer("certificate requested"),
+    ]
