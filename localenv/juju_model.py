@@ -683,23 +683,25 @@ class MultiUnitModel:
         self._add_relation(relation)
         return relation.id
 
-    def relate_client(self, app_name: str, database: str, extra_user_roles: str = "") -> int:
+    def relate_client(
+        self,
+        app_name: str,
+        database: str,
+        extra_user_roles: str = "",
+        *,
+        requested_secrets: bool = True,
+    ) -> int:
         """``juju integrate <app_name> pgbouncer-k8s``: a client application asks for
         ``database`` on the ``database`` endpoint. Relation-created, -joined and -changed are
         queued on every unit; ``settle`` runs until the leader served the request and, once
         every unit acknowledged the config holding it, handed the credentials
         (``client_credentials``). Returns the relation id (the client's role is
-        ``relation_id_<id>``)."""
-        relation = _RemoteRelation(
-            self._next_relation_id,
-            CLIENT,
-            app_name,
-            {
-                "database": database,
-                "extra-user-roles": extra_user_roles,
-                "requested-secrets": CLIENT_SECRET_FIELDS,
-            },
-        )
+        ``relation_id_<id>``). ``requested_secrets=False`` plays a client whose library
+        predates secrets: it sends no ``requested-secrets`` and reads plain fields."""
+        request = {"database": database, "extra-user-roles": extra_user_roles}
+        if requested_secrets:
+            request["requested-secrets"] = CLIENT_SECRET_FIELDS
+        relation = _RemoteRelation(self._next_relation_id, CLIENT, app_name, request)
         self._next_relation_id += 1
         self._add_relation(relation)
         return relation.id
@@ -712,17 +714,16 @@ class MultiUnitModel:
         """The answer the leader handed the client of ``relation_id``: the databag fields
         (``database``, ``endpoints``, ``read-only-endpoints``, ``version``) and, resolved
         through ``secret-user`` in the leader's last output state's secrets (Juju secrets) or
-        read from the databag (without), ``username``, ``password`` and ``uris``.
+        read from the databag (without them, or for a client that asked for no secrets),
+        ``username``, ``password`` and ``uris``.
         ``LookupError`` until the credentials are handed."""
         relation = self._relation(relation_id)
         data = dict(relation.local_app_data)
         secret_id = data.pop("secret-user", None)
-        if not self.has_secrets:
+        if not self.has_secrets or secret_id is None:
             if "password" not in data:
                 raise LookupError(f"relation {relation_id}: no credentials handed yet")
             return data
-        if secret_id is None:
-            raise LookupError(f"relation {relation_id}: no credentials handed yet")
         if self._leader is None or self._leader not in self._last_out:
             raise LookupError("no leader output to read the client's secret from")
         out = self._last_out[self._leader]

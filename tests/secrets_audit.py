@@ -9,8 +9,10 @@ and application statuses, and every log line it emitted. ``leaks()`` matches the
 
 On a Juju without secrets the store *is* the application databag (the contract), so the
 store's keys there are credentials by design and excluded; everything else in that databag
-is still checked. Values shorter than ``MIN_SECRET_LEN`` are not searched for: a short test
-password such as ``pw`` would match ordinary words.
+is still checked. Likewise a client that sent no ``requested-secrets`` is answered with plain
+``username``/``password``/``uris`` (as the interface's provider answers it): those three keys
+of its relation are excluded, and nothing else. Values shorter than ``MIN_SECRET_LEN`` are
+not searched for: a short test password such as ``pw`` would match ordinary words.
 """
 
 import re
@@ -24,6 +26,19 @@ _STORE_KEY = re.compile(r"auth_file|relation_id_\d+")
 _PLAIN_BY_INTERFACE = {"pgb-peers": _STORE_KEY, "database": re.compile(r"username|password|uris")}
 _PASSWORD_KEYS = ("password", "auth-file", "auth_file")
 _AUTH_LINE = re.compile(r'^"(?:[^"]|"")*"\s+"((?:[^"]|"")*)"', re.MULTILINE)
+
+
+def _asked_for_plain(relation: object) -> bool:
+    """A client relation whose client sent no ``requested-secrets``: its library predates
+    secrets, and the interface answers it with plain fields. Every other client relation is
+    audited as usual."""
+    remote = getattr(relation, "remote_app_data", None)
+    return (
+        getattr(relation, "endpoint", None) == "database"
+        and remote is not None
+        and "database" in remote
+        and "requested-secrets" not in remote
+    )
 
 
 @attrs.define
@@ -67,8 +82,9 @@ class Audit:
             ):
                 for key, value in bag.items():
                     exempt = _PLAIN_BY_INTERFACE.get(relation.endpoint)
-                    if owner == "app" and not has_secrets and exempt and exempt.fullmatch(key):
-                        continue  # credentials in plain fields by design, without secrets
+                    plain = not has_secrets or _asked_for_plain(relation)
+                    if owner == "app" and exempt and exempt.fullmatch(key) and plain:
+                        continue  # credentials in plain fields by design
                     self.produced.append((f"{relation.endpoint} {owner} databag[{key}]", value))
         for kind, status in (("unit status", after.unit_status), ("app status", after.app_status)):
             self.produced.append((kind, status.message))

@@ -183,8 +183,8 @@ class EffectApplier:
     def _apply_clients(self, effect: Effect) -> None:
         clients = self._adapters.clients()
         match effect:
-            case HandCredentials(relation_id, username, password, uris):
-                clients.hand(relation_id, username, password, uris)
+            case HandCredentials(relation_id, username, password, uris, in_secret):
+                clients.hand(relation_id, username, password, uris, in_secret)
                 logger.info("database relation %d: credentials handed", relation_id)
             case AnswerClient(relation_id, fields):
                 clients.answer(relation_id, dict(fields))

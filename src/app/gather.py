@@ -156,7 +156,11 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         processes=adapters.processes,
     )
     view = attrs.evolve(
-        unreadable, peer=peer, unit_name=model.unit.name, units=tuple(sorted(units.items()))
+        unreadable,
+        peer=peer,
+        unit_name=model.unit.name,
+        units=tuple(sorted(units.items())),
+        juju_has_secrets=model.juju_version.has_secrets,
     )
     if not peer.is_leader:
         return view

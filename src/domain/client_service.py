@@ -317,7 +317,11 @@ class ClientService:
                 Severity.WAITING, f"waiting for {who} to apply database {request.database}"
             )
             return
-        if not client.credentials_handed or answered.get("endpoints") != answer.endpoints:
+        # As the interface's own provider does: a secret whenever the client asked for
+        # secrets (and Juju has them), plain fields only when it did not.
+        in_secret = self.view.juju_has_secrets and client.asked_for_secrets
+        moved = client.credentials_handed and client.credentials_in_secret != in_secret
+        if not client.credentials_handed or moved or answered.get("endpoints") != answer.endpoints:
             password = self._passwords.get(request.relation_id) or peer.store.password(
                 request.relation_id
             )
@@ -328,7 +332,7 @@ class ClientService:
                 )
                 return
             uris = client_uri(request.user, password, answer.endpoints, request.database)
-            plan.add(HandCredentials(request.relation_id, request.user, password, uris))
+            plan.add(HandCredentials(request.relation_id, request.user, password, uris, in_secret))
         self._set_fields(plan, client, answer.fields())
 
     @staticmethod

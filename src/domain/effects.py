@@ -238,12 +238,15 @@ class Acknowledge(_Effect):
 
 @attrs.frozen(repr=False)
 class HandCredentials(_Effect):
-    """Leader: give a client its user, password and URI (a Juju secret, or plain fields)."""
+    """Leader: give a client its user, password and URI: in a Juju secret granted to the
+    relation (``in_secret``), else as plain fields of the databag (a client that did not ask
+    for secrets, or a Juju without them)."""
 
     relation_id: int = attrs.field(validator=_relation_id)
     username: str = attrs.field(validator=_non_empty)
     password: str = attrs.field(validator=_non_empty, repr=False)
     uris: str = attrs.field(validator=_non_empty, repr=False)
+    in_secret: bool = True
 
 
 @attrs.frozen(repr=False)

@@ -100,6 +100,11 @@ class ClientView:
     # This charm's side of the relation: the answer keys as they are now.
     answered: tuple[tuple[str, str], ...] = ()
     credentials_handed: bool = False
+    # Where the handed credentials are: a Juju secret (``secret-user``) or plain fields.
+    credentials_in_secret: bool = True
+    # The client sent ``requested-secrets``: it reads credentials from a secret. A client
+    # whose library predates secrets sends only ``database`` and reads plain fields.
+    asked_for_secrets: bool = True
     # relation-broken: the relation is going away.
     gone: bool = False
 
@@ -149,6 +154,9 @@ class HookView:
     charm_problem: str | None = None
     peer_problem: str | None = None
     store_problem: str | None = None
+    # The model's Juju has secrets (3.x): credentials travel in one wherever the client can
+    # read it.
+    juju_has_secrets: bool = True
 
 
 class OutOfSecrets(InvalidInput):

@@ -252,6 +252,30 @@ ROWS = [
         id="every unit applied it: credentials, then endpoints",
     ),
     pytest.param(
+        PEERS,
+        view(SERVED, clients=(attrs.evolve(SERVED.clients[0], asked_for_secrets=False),)),
+        [
+            HandCredentials(CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, URI, in_secret=False),
+            AnswerClient(CLIENT_ID, ANSWER[1:]),
+        ],
+        id="a client that asked for no secrets: plain credentials",
+    ),
+    pytest.param(
+        PEERS,
+        view(SERVED, juju_has_secrets=False),
+        [
+            HandCredentials(CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, URI, in_secret=False),
+            AnswerClient(CLIENT_ID, ANSWER[1:]),
+        ],
+        id="a Juju without secrets: plain credentials",
+    ),
+    pytest.param(
+        UPDATE,
+        view(SETTLED, clients=client(credentials_in_secret=False)),
+        [HandCredentials(CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, URI)],
+        id="handed in plain fields, now asking for secrets: moved into a secret",
+    ),
+    pytest.param(
         HookEvent(EventKind.PEER_CHANGED, 1),
         view(SETTLED, peer=attrs.evolve(SETTLED.peer, peer_hostnames=(HOST1, HOST2))),
         [AnswerClient(CLIENT_ID, (("read-only-endpoints", f"{HOST1}:6432,{HOST2}:6432"),))],

@@ -32,11 +32,8 @@ BACKEND_USER = "relation_id_7"
 BACKEND_PASSWORD = "Vh3kP9sLq2Zx7RwT5mNc8bJd"
 AUTH_PASSWORD = "Qe8rT2yU4iO6pA1sD3fG5hJk"
 AUTH_LINE = f'"pgbouncer_auth_relation_id_7" "{AUTH_PASSWORD}"\n'
-REQUEST = {
-    "database": "app",
-    "extra-user-roles": "CREATEDB",
-    "requested-secrets": '["username", "password", "tls", "tls-ca", "uris"]',
-}
+REQUEST_SECRETS = '["username", "password", "tls", "tls-ca", "uris"]'
+REQUEST = {"database": "app", "extra-user-roles": "CREATEDB", "requested-secrets": REQUEST_SECRETS}
 # The leader's pgbouncer.ini with the backend's auth_query, before and after serving "app"
 # (the backend's primary 10.1.1.1, its replica 10.1.1.2). Written out by hand.
 CFG = """\
@@ -417,6 +414,47 @@ def test_without_juju_secrets_credentials_are_plain_fields(folder):
         "uris": f"postgresql://{CLIENT_USER}:{CLIENT_PASSWORD}@{HOST0}:6432/app",
     }
     assert client_secret(out) is None
+
+
+LEGACY_REQUEST = {"database": "app", "extra-user-roles": "CREATEDB"}
+PLAIN_CREDENTIALS = {
+    "username": CLIENT_USER,
+    "password": CLIENT_PASSWORD,
+    "uris": f"postgresql://{CLIENT_USER}:{CLIENT_PASSWORD}@{HOST0}:6432/app",
+}
+
+
+def test_a_client_that_asked_for_no_secrets_gets_plain_fields_on_juju_3(folder):
+    state, peer, relation = served_state(folder, follower_cfg=CFG_SERVED)
+    state = dataclasses.replace(
+        state,
+        relations={
+            r if r.id != relation.id else client(local={"database": "app"}, remote=LEGACY_REQUEST)
+            for r in state.relations
+        },
+    )
+    ctx = context("3.6.0")
+    out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert out.get_relation(relation.id).local_app_data == HANDED | PLAIN_CREDENTIALS
+    assert client_secret(out) is None
+    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+
+
+def test_a_client_that_starts_asking_for_secrets_gets_them_moved_into_one(folder):
+    state, _peer, relation = served_state(folder, follower_cfg=CFG_SERVED)
+    moved = client(local=HANDED | PLAIN_CREDENTIALS, remote=REQUEST)
+    state = dataclasses.replace(
+        state, relations={r if r.id != relation.id else moved for r in state.relations}
+    )
+    ctx = context("3.6.0")
+    out = ctx.run(ctx.on.update_status(), state)
+
+    secret = client_secret(out)
+    assert secret is not None
+    assert secret.latest_content == PLAIN_CREDENTIALS
+    assert out.get_relation(relation.id).local_app_data == HANDED | {"secret-user": secret.id}
+    assert_no_credential_in_plain_sight(out)
 
 
 # --- keeping the answer current --------------------------------------------------------------
@@ -834,7 +872,7 @@ def settled_with_clients(folder: pathlib.Path, count: int) -> testing.State:
             "database",
             id=rid,
             remote_app_name=f"app{rid}",
-            remote_app_data={"database": f"db{rid}"},
+            remote_app_data={"database": f"db{rid}", "requested-secrets": REQUEST_SECRETS},
             local_app_data=HANDED | {"database": f"db{rid}", "secret-user": f"secret:c{rid}"},
         )
         for rid in ids

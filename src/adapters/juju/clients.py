@@ -8,13 +8,15 @@ What the relation carries (the interface's README in canonical/charm-relation-in
 - this charm's leader answers in its own application databag with ``database``,
   ``endpoints``, ``read-only-endpoints``, ``version`` and the credentials: where Juju has
   secrets, ``secret-user`` holds the URI of a secret owned by this application, granted to
-  the relation, whose content has ``username``, ``password`` and ``uris``; without them
-  (Juju 2.9), ``username``, ``password`` and ``uris`` are plain fields of the databag, as the
-  interface says for a side without secrets.
+  the relation, whose content has ``username``, ``password`` and ``uris``; for a client that
+  did not send ``requested-secrets`` (its library predates secrets), or on a Juju without
+  them (2.9), ``username``, ``password`` and ``uris`` are plain fields of the databag, as the
+  interface's own provider answers such a client.
 
-``read_request`` reads the client's databag into a ``domain.clients.ClientRequest`` with a
-cattrs converter; a request that cannot be served raises ``InvalidClientRequest`` naming the
-key; ``read_client_view`` gives the domain the whole relation as a ``ClientView``.
+``structure_request`` reads the client's databag with a cattrs converter and ``request_of``
+makes it a ``domain.clients.ClientRequest``; a request that cannot be served raises
+``InvalidClientRequest`` naming the key; ``read_client_view`` gives the domain the whole
+relation as a ``ClientView``.
 ``ClientDatabag`` writes the answer, comparing before each write so an unchanged value costs
 no ``relation-set``. ``ClientCredentials`` hands the credentials once and keeps the ``uris``
 current. ``ClientRelations`` carries out the domain's client effects by relation id. Nothing
@@ -102,20 +104,11 @@ def structure_request(raw: Mapping[str, str]) -> RequestFields:
         raise InvalidClientRequest(problems(err, _DATABAG_KEYS)) from None
 
 
-def read_request(relation: ops.Relation) -> ClientRequest | None:
-    """The client's request; None until it has written ``database``.
-
-    Raises ``InvalidClientRequest`` when the request cannot be served. ``requested-secrets``
-    is only checked for its shape: where Juju has secrets the credentials always travel in
-    one (``ClientCredentials``), never in the databag.
-    """
-    if relation.app is None:
-        return None
-    fields = structure_request(relation.data[relation.app])
+def request_of(relation_id: int, fields: RequestFields) -> ClientRequest | None:
     if fields.database is None:
         return None
     return ClientRequest(
-        relation_id=relation.id,
+        relation_id=relation_id,
         database=fields.database,
         extra_user_roles=parse_extra_roles(fields.extra_user_roles),
     )
@@ -170,12 +163,20 @@ class ClientCredentials:
     def uses_secret(self) -> bool:
         return self._model.juju_version.has_secrets
 
-    def put(self, username: str, password: str, uris: str) -> None:
-        """Hand the credentials, or bring them up to date; writes only what changed."""
+    def put(self, username: str, password: str, uris: str, in_secret: bool = True) -> None:
+        """Hand the credentials, or bring them up to date; writes only what changed.
+
+        ``in_secret``: in a secret granted to the relation (where Juju has secrets), else as
+        plain fields. Moving from one to the other removes the first.
+        """
         content = {"username": username, "password": password, "uris": uris}
-        if not self.uses_secret:
+        if not (self.uses_secret and in_secret):
+            if self._databag.get(USER_SECRET_KEY) is not None:
+                self.remove()
+                self._databag.update({USER_SECRET_KEY: None})
             self._databag.update(content)
             return
+        self._databag.update(dict.fromkeys(CREDENTIAL_FIELDS))
         try:
             secret = self._secret()
             created = secret is None
@@ -231,10 +232,20 @@ def read_client_view(model: ops.Model, relation: ops.Relation, gone: bool = Fals
         answered = tuple(
             (key, value) for key in ANSWER_KEYS if (value := databag.get(key)) is not None
         )
-        view = attrs.evolve(view, answered=answered, credentials_handed=databag.credentials_handed)
-        if gone:
+        view = attrs.evolve(
+            view,
+            answered=answered,
+            credentials_handed=databag.credentials_handed,
+            credentials_in_secret=databag.get(USER_SECRET_KEY) is not None,
+        )
+        if gone or relation.app is None:
             return view
-        return attrs.evolve(view, request=read_request(relation))
+        fields = structure_request(relation.data[relation.app])
+        return attrs.evolve(
+            view,
+            request=request_of(relation.id, fields),
+            asked_for_secrets=fields.requested_secrets is not None,
+        )
     except InvalidClientRequest as err:
         return attrs.evolve(view, refusal=str(err))
     except ops.ModelError as err:
@@ -257,8 +268,11 @@ class ClientRelations:
     def answer(self, relation_id: int, fields: Mapping[str, str | None]) -> None:
         self._databag(relation_id).update(fields)
 
-    def hand(self, relation_id: int, username: str, password: str, uris: str) -> None:
-        ClientCredentials(self._model, self._databag(relation_id)).put(username, password, uris)
+    def hand(
+        self, relation_id: int, username: str, password: str, uris: str, in_secret: bool
+    ) -> None:
+        credentials = ClientCredentials(self._model, self._databag(relation_id))
+        credentials.put(username, password, uris, in_secret)
 
     def revoke(self, relation_id: int) -> None:
         ClientCredentials(self._model, self._databag(relation_id)).remove()
