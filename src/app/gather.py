@@ -19,7 +19,12 @@ import attrs
 import ops
 
 from adapters.juju import converters
-from adapters.juju.backend import BACKEND_RELATION, has_credentials, read_backend_view
+from adapters.juju.backend import (
+    BACKEND_RELATION,
+    backend_secret_relation,
+    has_credentials,
+    read_backend_view,
+)
 from adapters.juju.clients import CLIENT_RELATION, ClientRelations, read_client_view
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.memory import UnitMemory
@@ -105,6 +110,10 @@ _OTHER_EVENTS: dict[type, EventKind] = {
 
 def hook_event(event: ops.EventBase, model: ops.Model) -> HookEvent:
     """The ops event as the domain names it (anything else: an update-status)."""
+    if isinstance(event, ops.SecretChangedEvent):
+        relation_id = backend_secret_relation(model, event.secret)
+        if relation_id is not None:
+            return HookEvent(EventKind.BACKEND_SECRET_CHANGED, relation_id)
     if isinstance(event, ops.RelationEvent):
         kind = _RELATION_EVENTS.get((event.relation.name, type(event)), EventKind.UPDATE_STATUS)
         departing = None
@@ -195,6 +204,7 @@ def _leader_view(
             EventKind.BACKEND_CREATED,
             EventKind.BACKEND_CHANGED,
             EventKind.BACKEND_BROKEN,
+            EventKind.BACKEND_SECRET_CHANGED,
         )
         backend = read_backend_view(
             model,

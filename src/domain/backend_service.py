@@ -7,7 +7,8 @@ leader's files as the plan has them so far, and:
 | the relation                               | what the leader's plan gets                    |
 |--------------------------------------------|------------------------------------------------|
 | absent                                     | nothing (the plan reports ``NO_BACKEND``)      |
-| its own hook (created, changed)            | ``RequestDatabase`` first, whatever follows    |
+| its own hook (created, changed, or its     | ``RequestDatabase`` first, whatever follows    |
+| credentials secret changed: a rotation)    |                                                |
 | unusable data                              | blocked, the reason; no retry helps            |
 | credentials secret not readable            | waiting; its own hook defers                   |
 | no endpoints or credentials yet            | its own hook: waiting for credentials          |
@@ -58,7 +59,14 @@ RELATION_REMOVED = "backend-database relation removed: auth_query and auth file 
 REMOVAL_PENDING = "backend-database relation removed; taking auth_query out is pending"
 DROP_BY_HAND = "drop the pgbouncer_auth_* role on the backend by hand if it is still there"
 
-_OWN_EVENTS = (EventKind.BACKEND_CREATED, EventKind.BACKEND_CHANGED)
+# The relation's own hooks, and a new revision of the credentials secret it granted: the
+# setup runs again with what they bring (the memory's digest covers the credentials), and a
+# failure defers them.
+_OWN_EVENTS = (
+    EventKind.BACKEND_CREATED,
+    EventKind.BACKEND_CHANGED,
+    EventKind.BACKEND_SECRET_CHANGED,
+)
 
 
 def setup_digest(relation_id: int, access: BackendAccess, databases: tuple[str, ...]) -> str:

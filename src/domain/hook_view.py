@@ -45,6 +45,8 @@ class EventKind(enum.Enum):
     BACKEND_CREATED = "backend-database-relation-created"
     BACKEND_CHANGED = "backend-database-relation-changed"
     BACKEND_BROKEN = "backend-database-relation-broken"
+    # secret-changed for the credentials secret the PostgreSQL charm granted (a rotation).
+    BACKEND_SECRET_CHANGED = "backend-database-secret-changed"
     CLIENT_CHANGED = "database-relation-changed"
     CLIENT_BROKEN = "database-relation-broken"
 

@@ -527,3 +527,58 @@ def test_charm_with_refused_credentials_waits_defers_and_writes_nothing(
     assert out.get_relation(peer.id).local_app_data == {}
     auth_user = auth_user_for(backend_user.user)
     assert postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{auth_user}'") == "0"
+
+
+def test_charm_follows_a_rotated_backend_password(
+    postgres, superuser_dsn, backend_user, local_charm, workload, new_role
+):
+    """The PostgreSQL charm changes the relation user's password and publishes a new revision
+    of its secret: on secret-changed the leader reads it and sets up with it (here it has to:
+    the auth role was dropped behind its back, and only the new password can recreate it)."""
+    port = free_port()
+    workload.write_cfg(leader_cfg(postgres, port, mydb=backend_user.database))
+    state, relation, _ = charm_state(postgres, backend_user, "3.6.0", port)
+    ctx = context(local_charm, "3.6.0")
+    set_up = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+    auth_user = auth_user_for(backend_user.user)
+    remove_auth(superuser_dsn, auth_user, [backend_user.database, "postgres"])
+    rotated = _password()
+    postgres.psql(f"ALTER ROLE {backend_user.user} PASSWORD '{rotated}'")
+    (old,) = [s for s in set_up.secrets if "username" in s.tracked_content]
+    secret = dataclasses.replace(
+        old, latest_content={"username": backend_user.user, "password": rotated}
+    )
+    before = dataclasses.replace(set_up, secrets=(set_up.secrets - {old}) | {secret})
+
+    out = ctx.run(ctx.on.secret_changed(secret), before)
+
+    assert out.deferred == []
+    assert out.unit_status == testing.ActiveStatus(f"pgbouncer on port {port}, 2 processes")
+    assert postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{auth_user}'") == "1"
+    # pgbouncer's auth_query works again: a client in no auth file gets in.
+    app, app_pw = new_role()
+    assert through(port, app, app_pw, "mydb") == app
+
+
+def test_charm_with_a_stale_backend_password_after_rotation_waits_and_defers(
+    postgres, superuser_dsn, backend_user, local_charm, workload
+):
+    """Negative control: the password changed on the server but the secret's new revision
+    still holds the old one; the leader says so and retries, it does not claim success."""
+    port = free_port()
+    workload.write_cfg(leader_cfg(postgres, port, mydb=backend_user.database))
+    state, relation, _ = charm_state(postgres, backend_user, "3.6.0", port)
+    ctx = context(local_charm, "3.6.0")
+    set_up = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+    postgres.psql(f"ALTER ROLE {backend_user.user} PASSWORD '{_password()}'")
+    (old,) = [s for s in set_up.secrets if "username" in s.tracked_content]
+    secret = dataclasses.replace(
+        old, latest_content={"username": backend_user.user, "password": "St4le-" + _password()}
+    )
+
+    stale = dataclasses.replace(set_up, secrets=(set_up.secrets - {old}) | {secret})
+    out = ctx.run(ctx.on.secret_changed(secret), stale)
+
+    assert isinstance(out.unit_status, testing.WaitingStatus)
+    assert "password authentication failed" in out.unit_status.message
+    assert len(out.deferred) == 1

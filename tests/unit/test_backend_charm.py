@@ -219,6 +219,52 @@ def test_changed_with_credentials_in_a_juju_secret_tries_the_backend(folder, clo
     assert_no_secret_anywhere(out)
 
 
+# --- secret-changed: the provider rotated the credentials ----------------------------------------
+
+ROTATED_PASSWORD = "R0tated-Pw-4kLm9nBv2cXz"
+
+
+def test_a_new_revision_of_the_backend_secret_is_set_up_at_once(folder, closed_port):
+    """The settled leader gets secret-changed for the provider's secret: it reads the new
+    revision and reaches the backend with it at once (here a closed port: the attempt shows
+    as a waiting status and a deferral, never as the old credentials kept quietly)."""
+    write_files(folder, cfg=CFG_WITH_AUTH, auth=AUTH_LINE)
+    secret = testing.Secret(
+        tracked_content={"username": BACKEND_USER, "password": BACKEND_PASSWORD},
+        latest_content={"username": BACKEND_USER, "password": ROTATED_PASSWORD},
+    )
+    relation = backend(remote=answer_with_secret(closed_port, secret), local=REQUEST)
+    ctx = context("3.6.0")
+    out = ctx.run(ctx.on.secret_changed(secret), leader_state(folder, relation, secrets={secret}))
+
+    assert isinstance(out.unit_status, testing.WaitingStatus)
+    assert out.unit_status.message.startswith(
+        "cannot set up auth_query on the backend: backend database: connection failed:"
+    )
+    assert len(out.deferred) == 1
+    assert out.get_secret(id=secret.id).tracked_content["password"] == ROTATED_PASSWORD
+    # The files stay as they were: the auth role's password does not change with a rotation.
+    assert read_file(folder, "userlist.txt") == AUTH_LINE
+    assert read_file(folder, "pgbouncer.ini") == CFG_WITH_AUTH
+    assert ROTATED_PASSWORD not in out.unit_status.message
+
+
+def test_another_applications_secret_changing_leaves_the_backend_alone(folder, closed_port):
+    write_files(folder, cfg=CFG_WITH_AUTH, auth=AUTH_LINE)
+    user = user_secret()
+    other = testing.Secret(
+        tracked_content={"token": "old-token-value"}, latest_content={"token": "new-token-1"}
+    )
+    relation = backend(remote=answer_with_secret(closed_port, user), local=REQUEST)
+    ctx = context("3.6.0")
+    out = ctx.run(
+        ctx.on.secret_changed(other), leader_state(folder, relation, secrets={user, other})
+    )
+
+    assert out.deferred == []
+    assert not isinstance(out.unit_status, testing.WaitingStatus)
+
+
 def test_changed_with_credentials_in_plain_fields_on_juju_2_9_tries_the_backend(
     folder, closed_port
 ):

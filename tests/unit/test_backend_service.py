@@ -7,6 +7,7 @@ Each row is one branch of ``BackendService`` (its table), run through the hook's
 import attrs
 import pytest
 
+from domain.backend import BackendAccess, BackendCredentials
 from domain.backend_service import (
     DROP_BY_HAND,
     NO_BACKEND,
@@ -35,7 +36,13 @@ from domain.effects import (
 )
 from domain.hook_plan import HookPlanner
 from domain.hook_view import BackendView, EventKind, HookEvent, HookView, Memory
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+    content_digest,
+)
 from domain.peer_sync import LEADER_CFG_INVALID, NO_CONFIG, NOT_REACHABLE, PeerView, WorkloadFiles
 from domain.status import Severity, StatusReason
 from tests.unit.peer_fixtures import HOST0, HOST1
@@ -110,7 +117,40 @@ def backend(**changes) -> BackendView:
     return attrs.evolve(ANSWERED, **changes)
 
 
+# The PostgreSQL charm rotated the backend user's password (a new revision of its secret).
+ROTATED = BackendCredentials(CREDENTIALS.username, "R0tated-Pw-4kLm9nBv2cXz")
+ROTATED_ACCESS = BackendAccess(ACCESS.primary, ROTATED)
+ROTATED_DIGEST = content_digest(
+    "2\nrelation_id_7\nR0tated-Pw-4kLm9nBv2cXz\n10.1.1.1:5432\npgbouncer-k8s,postgres"
+)
+SECRET_CHANGED = HookEvent(EventKind.BACKEND_SECRET_CHANGED, BACKEND_ID)
+
 ROWS = [
+    pytest.param(
+        SECRET_CHANGED,
+        view(AFTER, backend=backend(credentials=ROTATED)),
+        [
+            REQUEST,
+            InstallAuth(ROTATED_ACCESS, AUTH_USER, AUTH_PASSWORD, AUTH_DATABASES),
+            RememberBackendSetup(ROTATED_DIGEST),
+        ],
+        id="credentials rotated: the setup runs again with them, files and password kept",
+    ),
+    pytest.param(
+        SECRET_CHANGED,
+        view(AFTER, backend=backend(credentials=None, unavailable=SECRET_GONE)),
+        [REQUEST, waiting(SECRET_GONE), Defer(SECRET_GONE)],
+        id="credentials rotated but not readable: wait, defer",
+    ),
+    pytest.param(
+        UPDATE,
+        view(AFTER, backend=backend(credentials=ROTATED)),
+        [
+            InstallAuth(ROTATED_ACCESS, AUTH_USER, AUTH_PASSWORD, AUTH_DATABASES),
+            RememberBackendSetup(ROTATED_DIGEST),
+        ],
+        id="rotated credentials read in another hook: used from then on",
+    ),
     pytest.param(
         HookEvent(EventKind.UPDATE_STATUS),
         view(AFTER, backend=None),

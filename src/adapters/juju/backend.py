@@ -68,6 +68,26 @@ def has_credentials(model: ops.Model) -> bool:
     )
 
 
+def backend_secret_relation(model: ops.Model, secret: ops.Secret) -> int | None:
+    """The backend relation's id when ``secret`` is the credentials secret it names in
+    ``secret-user`` (the provider published a new revision: a rotated password), else None."""
+    relation = backend_relation(model)
+    if relation is None or relation.app is None or secret.id is None:
+        return None
+    try:
+        uri = relation.data[relation.app].get(USER_SECRET_KEY)
+    except ops.ModelError:
+        return None
+    if uri and _secret_key(uri) == _secret_key(secret.id):
+        return relation.id
+    return None
+
+
+def _secret_key(uri: str) -> str:
+    # The same secret is written "secret:<id>" or "secret://<model uuid>/<id>".
+    return uri.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+
+
 def request_database(model: ops.Model, relation: ops.Relation, database: str) -> None:
     """Write the request in this application's databag (leader only); unchanged keys stay."""
     wanted = {DATABASE_KEY: database, EXTRA_USER_ROLES_KEY: EXTRA_USER_ROLES}
