@@ -10,6 +10,7 @@ while the other is stopped.
 """
 
 import dataclasses
+import json
 import secrets
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.processes import pgrep
 from tests.unit.charm_harness import CONFIG, META, MODEL
 from tests.unit.peer_fixtures import HOST0, HOST1
+from tests.v1_client import V1ClientCharm
+from tests.v1_client import context as v1_client_context
 
 pytestmark = pytest.mark.real
 
@@ -368,6 +371,80 @@ def test_a_backend_change_on_a_settled_leader_signals_pgbouncer_once(postgres, w
     assert leader.signals_sent - signals == PROCESSES  # one SIGHUP per process
     assert leader.starts == starts
     credentials = client_credentials(out, client.id)
+    who = "SELECT current_user || '@' || current_database()"
+    expected = f"{world.client_user}@{world.client_database}"
+    assert as_client(port, credentials, world.client_database, who) == expected
+
+
+# --- every shape of request: v0 with and without secrets, v1 --------------------------------
+
+
+def _v1_request(database: str) -> tuple[dict[str, str], testing.State, testing.Relation]:
+    """What the library's v1 requirer writes on relation-created, and its state after."""
+    V1ClientCharm.database = database
+    ctx = v1_client_context()
+    relation = testing.Relation("database", remote_app_name="pgbouncer-k8s")
+    out = ctx.run(
+        ctx.on.relation_created(relation), testing.State(leader=True, relations={relation})
+    )
+    return dict(out.get_relation(relation.id).local_app_data), out, relation
+
+
+def _v1_receive(
+    client_state: testing.State, relation: testing.Relation, answer: dict[str, str], secret
+) -> dict[str, str]:
+    """The v1 client reads the charm's answer (and the secret granted to it) the way the
+    library does; what its ``resource_created`` event carried."""
+    V1ClientCharm.created.clear()
+    ctx = v1_client_context()
+    answered = dataclasses.replace(client_state.get_relation(relation.id), remote_app_data=answer)
+    granted = testing.Secret(tracked_content=dict(secret.latest_content), id=secret.id)
+    state = dataclasses.replace(client_state, relations={answered}, secrets={granted})
+    ctx.run(ctx.on.relation_changed(answered, remote_unit=0), state)
+    assert len(V1ClientCharm.created) == 1, "the v1 client saw no resource_created"
+    return V1ClientCharm.created[0]
+
+
+@pytest.mark.parametrize("shape", ["v0 with secrets", "v0 without secrets", "v1"])
+def test_every_shape_of_request_gets_a_database_it_logs_in_to(postgres, world, workloads, shape):
+    port = free_port()
+    leader = workloads("leader")
+    leader.write_cfg(initial_cfg(port))
+    state, backend, client = leader_state(postgres, world, port, follower=False)
+    request = {"database": world.client_database, "extra-user-roles": "createdb"}
+    client_state, client_side = None, None
+    if shape == "v0 with secrets":
+        request["requested-secrets"] = '["username", "password", "uris"]'
+    elif shape == "v1":
+        request, client_state, client_side = _v1_request(world.client_database)
+        assert request["version"] == "v1"
+    client = dataclasses.replace(client, remote_app_data=request)
+    state = dataclasses.replace(
+        state, relations={*(r for r in state.relations if r.id != client.id), client}
+    )
+    ctx = context(charm_with(leader))
+
+    set_up = ctx.run(ctx.on.relation_changed(backend, remote_unit=0), state)
+    out = ctx.run(ctx.on.relation_changed(set_up.get_relation(client.id), remote_unit=0), set_up)
+
+    assert out.deferred == []
+    answer = dict(out.get_relation(client.id).local_app_data)
+    if shape == "v0 with secrets":
+        assert "password" not in answer
+        credentials = client_credentials(out, client.id)
+    elif shape == "v0 without secrets":
+        assert "secret-user" not in answer
+        credentials = answer
+    else:
+        assert client_state is not None
+        assert client_side is not None
+        assert set(answer) == {"version", "requests", "data"}
+        (response,) = json.loads(answer["requests"])
+        secret = out.get_secret(id=response["secret-user"])
+        credentials = _v1_receive(client_state, client_side, answer, secret)
+        assert credentials["endpoints"] == f"{HOST0}:{port}"
+        assert credentials["database"] == world.client_database
+    assert credentials["username"] == world.client_user
     who = "SELECT current_user || '@' || current_database()"
     expected = f"{world.client_user}@{world.client_database}"
     assert as_client(port, credentials, world.client_database, who) == expected

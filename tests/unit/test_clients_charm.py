@@ -10,6 +10,7 @@ former hook left it, and let a peer hook bring the acknowledgements.
 """
 
 import dataclasses
+import json
 import pathlib
 
 import ops
@@ -316,6 +317,26 @@ def test_a_request_that_cannot_be_served_blocks_naming_the_relation(folder, requ
     assert isinstance(out.unit_status, testing.BlockedStatus)
     assert out.unit_status.message.startswith("database relation 5 (client-app): " + reason)
     assert out.deferred == []
+    assert out.get_relation(relation.id).local_app_data == {}
+    assert read_file(folder, "pgbouncer.ini") == CFG
+
+
+def test_a_v1_client_asking_for_two_databases_on_one_relation_is_refused(folder):
+    requests = [{"resource": "one", "request-id": "aaaa"}, {"resource": "two", "salt": "s"}]
+    relation = client(remote={"version": "v1", "requests": json.dumps(requests)})
+    backend_relation, backend_secrets = backend(free_port())
+    peer, store_secrets = peers(CFG, CFG)
+    write_files(folder, cfg=CFG, auth=AUTH_LINE)
+    state = leader_state(
+        folder, peer, backend_relation, relation, secrets=backend_secrets | store_secrets
+    )
+    ctx = context("3.6.0")
+    out = ctx.run(ctx.on.relation_changed(relation, remote_unit=0), state)
+
+    assert out.unit_status == testing.BlockedStatus(
+        "database relation 5 (client-app): requests: 2 databases asked on one relation; this"
+        " charm serves one database per relation (relate once per database)"
+    )
     assert out.get_relation(relation.id).local_app_data == {}
     assert read_file(folder, "pgbouncer.ini") == CFG
 

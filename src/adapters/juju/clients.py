@@ -5,6 +5,9 @@ What the relation carries (the interface's README in canonical/charm-relation-in
 - the client (requirer) writes in its application databag ``database`` (the database it
   wants), optionally ``extra-user-roles`` (comma-separated role attributes) and, where it
   handles Juju secrets, ``requested-secrets`` (a JSON list of the fields to send in secrets);
+- a client on the library's v1 protocol writes ``version: v1`` and a JSON list of
+  ``requests`` instead, and gets one response per request (``clients_v1``): the same
+  decisions, the same answer keys, in the v1 shape;
 - this charm's leader answers in its own application databag with ``database``,
   ``endpoints``, ``read-only-endpoints``, ``version`` and the credentials: where Juju has
   secrets, ``secret-user`` holds the URI of a secret owned by this application, granted to
@@ -32,6 +35,7 @@ import ops
 from cattrs.gen import make_dict_structure_fn, override
 
 from adapters.errors import first_line
+from adapters.juju.clients_v1 import V1Answer, is_v1, read_v1_request
 from adapters.juju.converters import optional_str, problems
 from domain.clients import ClientRequest, InvalidClientRequest, parse_extra_roles
 from domain.errors import InvalidInput
@@ -98,6 +102,12 @@ _DATABAG_KEYS = {
 
 
 def structure_request(raw: Mapping[str, str]) -> RequestFields:
+    if is_v1(raw):
+        request = read_v1_request(raw)
+        if request is None:
+            return RequestFields()
+        # A v1 client always reads its credentials from a secret.
+        return RequestFields(request.database, request.extra_user_roles, CREDENTIAL_FIELDS)
     try:
         return request_converter.structure(dict(raw), RequestFields)
     except (cattrs.BaseValidationError, InvalidInput) as err:
@@ -123,21 +133,35 @@ class ClientDatabag:
     def __init__(self, model: ops.Model, relation: ops.Relation):
         self.relation = relation
         self._databag = relation.data[model.app]
+        # A v1 client's answer is a response in a list (``clients_v1``), under the same keys.
+        self._v1: V1Answer | None = None
+        remote = relation.data[relation.app] if relation.app is not None else {}
+        if is_v1(remote):
+            try:
+                request = read_v1_request(remote)
+            except InvalidClientRequest:
+                request = None  # refused by the domain; nothing is answered
+            if request is not None:
+                self._v1 = V1Answer(self._databag, request)
 
     @property
     def database(self) -> str | None:
         """The database this charm set up for the client (written once it was set up)."""
-        return self._databag.get(DATABASE_KEY) or None
+        return self.get(DATABASE_KEY)
 
     @property
     def credentials_handed(self) -> bool:
-        return bool(self._databag.get(USER_SECRET_KEY) or self._databag.get("password"))
+        return bool(self.get(USER_SECRET_KEY) or self.get("password"))
 
     def get(self, key: str) -> str | None:
+        if self._v1 is not None:
+            return self._v1.get(key)
         return self._databag.get(key) or None
 
     def update(self, fields: Mapping[str, str | None]) -> list[str]:
         """Set the given keys (None removes one); returns the keys that changed."""
+        if self._v1 is not None:
+            return self._v1.update(fields)
         changed = []
         for key, value in fields.items():
             if value is None:
