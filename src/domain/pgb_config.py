@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 import attrs
 
 from domain.errors import InvalidPgbConfig
+from domain.pgb_version import min_version
 
 PGB_DIR = "/var/lib/postgresql/pgbouncer"
 CFG_PATH = PGB_DIR + "/pgbouncer.ini"
@@ -103,29 +104,77 @@ def _excerpt(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
-def _check_count(value: str) -> str | None:
-    if value.isascii() and value.isdigit() and int(value) <= _MAX_INT:
-        return None
-    return f"{_excerpt(value)} is not an integer from 0 to {_MAX_INT}"
+def _c_int_reading(value: str) -> str:
+    """How pgbouncer reads an integer setting that is not a plain decimal, for the message.
+
+    pgbouncer takes integers with C's ``strtol(value, &end, 0)`` and refuses a value unless the
+    whole of it is read: a leading ``0`` means octal (``010`` is 8, ``08`` is refused), ``0x``
+    hexadecimal, a sign is allowed, and the result is cut to a C ``int``.
+    """
+    text = value.lower()
+    sign = text[:1] if text[:1] in "+-" else ""
+    digits = text[len(sign) :]
+    try:
+        if re.fullmatch(r"0x[0-9a-f]+", digits):
+            read = int(digits, 16)
+        elif re.fullmatch(r"0[0-7]+", digits):
+            read = int(digits, 8)
+        elif re.fullmatch(r"0[0-9]+", digits):
+            return "a leading 0 means octal to pgbouncer, which refuses it"
+        elif re.fullmatch(r"[0-9]+", digits):
+            read = int(digits)
+        else:
+            return "pgbouncer refuses it"
+    except ValueError:  # pragma: no cover - the patterns above only let valid digits through
+        return "pgbouncer refuses it"
+    return f"pgbouncer would read it as {-read if sign == '-' else read}"
 
 
-def _check_port(value: str) -> str | None:
-    if value.isascii() and value.isdigit() and 1 <= int(value) <= 65535:
-        return None
-    return f"{_excerpt(value)} is not a port (1-65535)"
+def _int_range(low: int, high: int, what: str = "") -> Callable[[str], str | None]:
+    """A check of plain decimals (no sign, no leading zero) from ``low`` to ``high``."""
+    described = what or f"an integer from {low} to {high}"
+
+    def check(value: str) -> str | None:
+        if value.isascii() and value.isdigit() and (value[0] != "0" or value == "0"):
+            if low <= int(value) <= high:
+                return None
+            return f"{_excerpt(value)} is not {described}"
+        return f"{_excerpt(value)} is not a plain decimal integer ({_c_int_reading(value)})"
+
+    return check
+
+
+_check_count = _int_range(0, _MAX_INT)
+# pgbouncer drops root (or runs as the workload user under Pebble) before it binds: ports
+# below 1024 are refused by the kernel, and pgbouncer runs on without listening.
+_check_listen_port = _int_range(
+    1024, 65535, "a port from 1024 to 65535 (pgbouncer runs unprivileged)"
+)
+_check_port = _int_range(1, 65535, "a port (1-65535)")
+# Linux refuses larger values in setsockopt (TCP_KEEPCNT <= 127, TCP_KEEPIDLE and
+# TCP_KEEPINTVL <= 32767); pgbouncer then runs on without a listening socket.
+_check_keepcnt = _int_range(0, 127)
+# pgbouncer takes any pkt_buf, but with a tiny one it accepts clients and then drops them, and
+# a huge one (16 MiB) leaves it unable to serve: the range is what was seen to serve.
+_check_pkt_buf = _int_range(512, 1048576)
+# Below PostgreSQL's own bound on a startup packet (10,000 bytes), some clients cannot log in.
+_check_max_packet_size = _int_range(10000, _MAX_INT)
+_check_keep_seconds = _int_range(0, 32767)
 
 
 def _check_bool(value: str) -> str | None:
     return None if value in ("0", "1") else f"{_excerpt(value)} is not a boolean (0 or 1)"
 
 
-_SECONDS = r"[0-9]+(?:\.[0-9]+)?"
+# pgbouncer reads times with strtod (so also 1e3, inf, nan, hex): plain decimals are the part
+# of that grammar with one meaning, bounded so that microseconds fit its 64-bit counter.
+_SECONDS = r"(?:0|[1-9][0-9]{0,8})(?:\.[0-9]{1,6})?"
 
 
 def _check_seconds(value: str) -> str | None:
     if re.fullmatch(_SECONDS, value):
         return None
-    return f"{_excerpt(value)} is not a number of seconds (such as 15 or 0.5)"
+    return f"{_excerpt(value)} is not a number of seconds (such as 15 or 0.5, below 10**9)"
 
 
 _OCTAL = r"0[0-7]{1,4}"
@@ -136,6 +185,27 @@ def _check_octal_mode(value: str) -> str | None:
     if re.fullmatch(_OCTAL, value):
         return None
     return f"{_excerpt(value)} is not an octal file mode (such as 0777)"
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_LOOPBACK_V4 = rf"127\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+
+
+def _check_listen_addr(value: str) -> str | None:
+    # pgbouncer resolves each comma-separated item and refuses to start on one that does not
+    # resolve; an address that is not the pod's own binds to nothing and pgbouncer runs on
+    # without listening. Only what listens in every pod is taken: "*" (all addresses),
+    # 0.0.0.0, a 127.x.y.z loopback address, or localhost. IPv6 literals are refused: a pod
+    # may have no IPv6.
+    if value == "" or value == "*":
+        return None
+    for item in value.split(","):
+        if item not in ("*", "0.0.0.0", "localhost") and not re.fullmatch(_LOOPBACK_V4, item):
+            return (
+                f"{_excerpt(item)} is not *, 0.0.0.0, a 127.x.y.z address or localhost "
+                "(comma-separated, no blanks)"
+            )
+    return None
 
 
 def _check_peer_id(value: str) -> str | None:
@@ -161,6 +231,22 @@ def _check_conffile(value: str) -> str | None:
     return "refused: it makes pgbouncer read another file on reload"
 
 
+_TLS_PROTOCOL = r"!?(?:all|secure|legacy|default|tlsv1|tlsv1\.[0-3])"
+
+
+def _check_tls_protocols(value: str) -> str | None:
+    # The libtls grammar pgbouncer uses: names separated by commas or colons, "!" to exclude.
+    # pgbouncer refuses to start on another word (server TLS is set up even when unused).
+    if re.fullmatch(rf"{_TLS_PROTOCOL}(?:[,:]{_TLS_PROTOCOL})*", value):
+        return None
+    return f"{_excerpt(value)} is not a list of TLS protocols (such as secure or tlsv1.2,tlsv1.3)"
+
+
+# OpenSSL cipher strings depend on the OpenSSL build: only libtls's keywords mean the same
+# everywhere, and pgbouncer refuses to start on a cipher string its OpenSSL does not know.
+_check_tls_ciphers = _choice("default", "secure", "fast", "normal", "compat", "legacy")
+_check_dheparams = _choice("auto", "none", "legacy")
+_check_ecdhcurve = _choice("auto", "none", "prime256v1", "secp384r1", "secp521r1")
 _check_pool_mode = _choice(*POOL_MODES)
 _check_sslmode = _choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -168,6 +254,7 @@ _check_sslmode = _choice("disable", "allow", "prefer", "require", "verify-ca", "
 SETTINGS: Mapping[str, Callable[[str], str | None]] = {
     "admin_users": _check_text,
     "application_name_add_host": _check_bool,
+    "auth_dbname": _check_text,  # pgbouncer >= 1.19 (domain.pgb_version)
     "auth_file": _check_text,
     "auth_hba_file": _check_text,
     "auth_query": _check_text,
@@ -178,11 +265,11 @@ SETTINGS: Mapping[str, Callable[[str], str | None]] = {
     "client_login_timeout": _check_seconds,
     "client_tls_ca_file": _check_text,
     "client_tls_cert_file": _check_text,
-    "client_tls_ciphers": _check_text,
-    "client_tls_dheparams": _check_text,
-    "client_tls_ecdhcurve": _check_text,
+    "client_tls_ciphers": _check_tls_ciphers,
+    "client_tls_dheparams": _check_dheparams,
+    "client_tls_ecdhcurve": _check_ecdhcurve,
     "client_tls_key_file": _check_text,
-    "client_tls_protocols": _check_text,
+    "client_tls_protocols": _check_tls_protocols,
     "client_tls_sslmode": _check_sslmode,
     "conffile": _check_conffile,
     "default_pool_size": _check_count,
@@ -193,9 +280,9 @@ SETTINGS: Mapping[str, Callable[[str], str | None]] = {
     "idle_transaction_timeout": _check_seconds,
     "ignore_startup_parameters": _check_text,
     "job_name": _check_text,
-    "listen_addr": _check_text,
+    "listen_addr": _check_listen_addr,
     "listen_backlog": _check_count,
-    "listen_port": _check_port,
+    "listen_port": _check_listen_port,
     "log_connections": _check_bool,
     "log_disconnections": _check_bool,
     "log_pooler_errors": _check_bool,
@@ -203,12 +290,13 @@ SETTINGS: Mapping[str, Callable[[str], str | None]] = {
     "logfile": _check_text,
     "max_client_conn": _check_count,
     "max_db_connections": _check_count,
-    "max_packet_size": _check_count,
+    "max_packet_size": _check_max_packet_size,
+    "max_prepared_statements": _check_count,  # pgbouncer >= 1.21
     "max_user_connections": _check_count,
     "min_pool_size": _check_count,
     "peer_id": _check_peer_id,
     "pidfile": _check_text,
-    "pkt_buf": _check_count,
+    "pkt_buf": _check_pkt_buf,
     "pool_mode": _check_pool_mode,
     "query_timeout": _check_seconds,
     "query_wait_timeout": _check_seconds,
@@ -228,9 +316,9 @@ SETTINGS: Mapping[str, Callable[[str], str | None]] = {
     "server_round_robin": _check_bool,
     "server_tls_ca_file": _check_text,
     "server_tls_cert_file": _check_text,
-    "server_tls_ciphers": _check_text,
+    "server_tls_ciphers": _check_tls_ciphers,
     "server_tls_key_file": _check_text,
-    "server_tls_protocols": _check_text,
+    "server_tls_protocols": _check_tls_protocols,
     "server_tls_sslmode": _check_sslmode,
     "so_reuseport": _check_bool,
     "stats_period": _check_count,
@@ -241,11 +329,12 @@ SETTINGS: Mapping[str, Callable[[str], str | None]] = {
     "syslog_ident": _check_text,
     "tcp_defer_accept": _check_bool,
     "tcp_keepalive": _check_bool,
-    "tcp_keepcnt": _check_count,
-    "tcp_keepidle": _check_count,
-    "tcp_keepintvl": _check_count,
+    "tcp_keepcnt": _check_keepcnt,
+    "tcp_keepidle": _check_keep_seconds,
+    "tcp_keepintvl": _check_keep_seconds,
     "tcp_socket_buffer": _check_count,
     "tcp_user_timeout": _check_count,
+    "track_extra_parameters": _check_text,  # pgbouncer >= 1.20
     "unix_socket_dir": _check_text,
     "unix_socket_group": _check_text,
     "unix_socket_mode": _check_octal_mode,
@@ -267,6 +356,7 @@ RESTART_ONLY_SETTINGS = frozenset(
         "pkt_buf",
         "resolv_conf",
         "so_reuseport",
+        "track_extra_parameters",
         "unix_socket_dir",
         "unix_socket_group",
         "unix_socket_mode",
@@ -320,7 +410,9 @@ _PEER_KEYS = frozenset(PEER_PARAMS)
 _DB_NAME = r"[A-Za-z0-9_.*-]{1,63}"
 # All names at once, joined by newlines: one C-level match instead of one per database.
 _DB_NAMES_RE = re.compile(rf"{_DB_NAME}(?:\n{_DB_NAME})*")
-_USER_NAME = r"[A-Za-z0-9_.@$-]+"
+# pgbouncer's ini reader takes a key of letters, digits and _ . - * only: "a@b = ..." is a
+# syntax error that stops it from starting.
+_USER_NAME = r"[A-Za-z0-9_.-]{1,63}"
 _PARAM_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
 # The text may hold tabs and line feeds; every other C0/C1 control character (NUL, CR, ...)
 # is refused, so a CRLF file or a binary blob fails loudly instead of being half-read.
@@ -507,7 +599,7 @@ _RENDERED_VALUES: Mapping[Callable[[str], str | None], str] = {
     _check_text: r"(?:[^ '\n]++|'(?=[^ '\n]*+(?: |''))(?:[^'\n]|'')++')",
     _check_port: r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
     r"|6553[0-5])",
-    _check_count: r"[0-9]{1,9}",  # at most 999999999 < 2**31 - 1
+    _check_count: r"(?:0|[1-9][0-9]{0,8})",  # at most 999999999 < 2**31 - 1
     _check_pool_mode: "(?:" + "|".join(POOL_MODES) + ")",
 }
 
@@ -670,6 +762,8 @@ def _check_setting_value(key: str, value: str) -> str | None:
         return "the value starts or ends with blanks"
     if _control_in_value(value.replace("\t", " ")):
         return "the value holds a control character"
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        return "pgbouncer.ini has no quoting: the quotes would be part of the value"
     return SETTINGS[key](value)
 
 
@@ -712,7 +806,7 @@ class PgbConfig:
         _check_duplicates("users", self.users)
         for name, value in self.users:
             if not re.fullmatch(_USER_NAME, name):
-                raise _fail("users", name, "a user name may hold only A-Z a-z 0-9 _ . @ $ -")
+                raise _fail("users", name, "a user name is 1-63 of A-Z a-z 0-9 _ . -")
             if value != value.strip(" \t"):
                 raise _fail("users", name, "the value starts or ends with blanks")
             _check_keys("users", name, _parse_entry("users", name, value), _USER_KEYS)
@@ -1009,12 +1103,9 @@ def _line(key: str, value: str) -> str:
 
 
 def min_pgbouncer_version(cfg: PgbConfig) -> tuple[int, int]:
-    """The oldest pgbouncer that accepts ``cfg``: (1, 19) if it uses peering or auth_dbname."""
-    if cfg.peers or cfg.setting("peer_id") is not None:
-        return (1, 19)
-    if any(conn.get("auth_dbname") is not None for _, conn in cfg.databases):
-        return (1, 19)
-    return (1, 18)
+    """The oldest pgbouncer (major, minor) that accepts ``cfg`` (``domain.pgb_version``)."""
+    version = min_version(cfg)
+    return (version.major, version.minor)
 
 
 # ---------------------------------------------------------------------------------------------
