@@ -33,6 +33,8 @@ class FakeWorkload:
         self.reloads = 0
         self.restarts = 0
         self.starts = 0
+        # What its `pgbouncer --version` prints: the tests' Debian 1.18 unless set.
+        self.version_output = "PgBouncer 1.18.0\nlibevent 2.1.12-stable\n"
         self._reachable = True
 
     # -- reachability -----------------------------------------------------------------------
@@ -86,6 +88,10 @@ class FakeWorkload:
         self._check()
         self._start()
         self.restarts += 1
+
+    def pgbouncer_version(self) -> str:
+        self._check()
+        return self.version_output
 
     def _start(self) -> None:
         if self.cfg is None:

@@ -49,6 +49,7 @@ from domain.effects import (
     Restart,
     RevokeCredentials,
     SetHostname,
+    SetPgbouncerVersion,
     StoreAuth,
     StorePassword,
     WriteAuth,
@@ -118,6 +119,8 @@ class EffectApplier:
         match effect:
             case SetHostname(hostname):
                 peers.set_hostname(hostname)
+            case SetPgbouncerVersion(version):
+                peers.set_pgbouncer_version(str(version))
             case WriteCfg(content):
                 workload.write_cfg(content)
             case WriteAuth(content):

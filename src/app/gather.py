@@ -33,8 +33,9 @@ from adapters.juju.secret_store import StoreUnavailable, open_store
 from adapters.postgres.backend import PostgresBackend
 from domain.errors import InvalidCharmConfig, InvalidPeerData
 from domain.hook_view import BackendView, ClientView, EventKind, HookEvent, HookView
-from domain.peer_data import StoreContents
+from domain.peer_data import StoreContents, UnitPeerData
 from domain.peer_sync import PeerView, WorkloadFiles
+from domain.pgb_version import InvalidPgbVersion, PgbVersion, parse_version_output
 from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,14 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         peer_hostnames=tuple(sorted(hostname for hostname in others if hostname)),
         charm=charm,
         processes=adapters.processes,
+        pgbouncer_version=_pgbouncer_version(adapters.workload, own, event),
+        peer_versions=tuple(
+            sorted(
+                data.pgbouncer_version
+                for name, data in units.items()
+                if name != own_name and data.pgbouncer_version is not None
+            )
+        ),
     )
     view = attrs.evolve(
         unreadable,
@@ -224,6 +233,21 @@ def _leader_view(
 def _fresh_secrets(clients: tuple[ClientView, ...]) -> tuple[str, ...]:
     # One for the auth role and one per client: more than a hook can use.
     return tuple(secrets.token_urlsafe(_FRESH_SECRET_BYTES) for _ in range(len(clients) + 1))
+
+
+def _pgbouncer_version(
+    workload: WorkloadPort, own: UnitPeerData, event: HookEvent
+) -> PgbVersion | None:
+    """The version of the image's pgbouncer: asked on pebble-ready (the container started,
+    perhaps from a new image) and while it is unknown, otherwise the one this unit published
+    when it last asked."""
+    if event.kind is not EventKind.WORKLOAD_READY and own.pgbouncer_version is not None:
+        return own.pgbouncer_version
+    try:
+        return parse_version_output(workload.pgbouncer_version())
+    except (WorkloadUnavailable, InvalidPgbVersion) as err:
+        logger.warning("cannot learn the pgbouncer version: %s", err)
+        return own.pgbouncer_version
 
 
 def _files(workload: WorkloadPort) -> WorkloadFiles | None:

@@ -34,6 +34,7 @@ from domain.backend import BackendAccess
 from domain.errors import InvalidEffect, InvalidPeerData
 from domain.peer_data import Acknowledgement, is_valid_hostname
 from domain.pgb_config import parse_pgb_ini
+from domain.pgb_version import PgbVersion
 from domain.status import StatusReason
 
 
@@ -94,6 +95,14 @@ class SetHostname(_Effect):
     """Save this unit's hostname in its unit databag."""
 
     hostname: str = attrs.field(validator=_valid_hostname)
+
+
+@attrs.frozen(repr=False)
+class SetPgbouncerVersion(_Effect):
+    """Save the pgbouncer version this unit's image ships in its unit databag (the leader
+    renders nothing the oldest of them cannot run)."""
+
+    version: PgbVersion
 
 
 @attrs.frozen(repr=False)
@@ -317,6 +326,7 @@ class Defer(_Effect):
 
 Effect = (
     SetHostname
+    | SetPgbouncerVersion
     | RequestDatabase
     | InstallAuth
     | CreateClientRole
@@ -349,6 +359,7 @@ Effect = (
 # keep the order they were decided in.
 RANK: dict[type, int] = {
     SetHostname: 0,
+    SetPgbouncerVersion: 0,
     RequestDatabase: 1,
     InstallAuth: 2,
     CreateClientRole: 2,

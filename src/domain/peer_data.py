@@ -23,6 +23,7 @@ import re
 import attrs
 
 from domain.errors import InvalidPeerData
+from domain.pgb_version import PgbVersion
 
 CFG_FILE_KEY = "cfg_file"
 LEADER_HOSTNAME_KEY = "leader_hostname"
@@ -32,6 +33,8 @@ HOSTNAME_KEY = "hostname"
 APPLIED_CFG_KEY = "applied_cfg_digest"
 APPLIED_AUTH_KEY = "applied_auth_digest"
 APPLY_OK_KEY = "apply_ok"
+# Additive (older revisions ignore it): the pgbouncer version this unit's image ships.
+PGBOUNCER_VERSION_KEY = "pgbouncer_version"
 
 NO_FILE_DIGEST = "none"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
@@ -130,3 +133,5 @@ class UnitPeerData:
 
     hostname: str | None = attrs.field(default=None, validator=_hostname)
     ack: Acknowledgement | None = None
+    # The pgbouncer version the unit learnt from its image (None: not known yet).
+    pgbouncer_version: PgbVersion | None = None

@@ -61,6 +61,7 @@ from domain.effects import (
     Report,
     Restart,
     SetHostname,
+    SetPgbouncerVersion,
     StoreAuth,
     WriteAuth,
     WriteCfg,
@@ -69,6 +70,8 @@ from domain.effects import (
 from domain.errors import InvalidInput
 from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
 from domain.pgb_config import ChangeKind, PgbConfig, change_kind, parse_pgb_ini, render_pgb_ini
+from domain.pgb_validation import WorkloadFacts, check_published
+from domain.pgb_version import OLDEST_SUPPORTED, PgbVersion, too_new
 from domain.status import Severity, StatusReason
 
 NOT_REACHABLE = "waiting for the pgbouncer container (Pebble is not reachable)"
@@ -106,6 +109,11 @@ class PeerView:
     charm: CharmConfig | None = CharmConfig()
     # pgbouncer processes on this unit: pool sizes are divided among them.
     processes: int = 1
+    # The pgbouncer version of this unit's image, asked once per start of the container
+    # (else what the unit published); None while unknown: validated as the oldest supported.
+    pgbouncer_version: PgbVersion | None = None
+    # The versions the other units published: the leader publishes nothing older ones refuse.
+    peer_versions: tuple[PgbVersion, ...] = ()
 
 
 class LeaderStep(Protocol):
@@ -294,9 +302,34 @@ class Plan:
     def save_hostname(self) -> None:
         if self.view.own.hostname != self.view.hostname:
             self.effects.append(SetHostname(self.view.hostname))
+        version = self.view.pgbouncer_version
+        if version is not None and self.view.own.pgbouncer_version != version:
+            self.effects.append(SetPgbouncerVersion(version))
+
+    def facts(self) -> WorkloadFacts:
+        """What this unit validates a config against (``domain.pgb_validation``)."""
+        return WorkloadFacts(
+            version=self.view.pgbouncer_version or OLDEST_SUPPORTED,
+            processes=self.view.processes,
+        )
+
+    def _too_new_for_units(self, cfg: str) -> str | None:
+        """Why some unit's pgbouncer would refuse ``cfg``, or None."""
+        view = self.view
+        oldest = min((view.pgbouncer_version or OLDEST_SUPPORTED, *view.peer_versions))
+        parsed = parse_or_none(cfg)
+        newer = too_new(parsed, oldest) if parsed is not None else []
+        if not newer:
+            return None
+        needed = max(version for _, version in newer)
+        names = ", ".join(name for name, _ in newer)
+        return f"pgbouncer.ini uses {names}: needs pgbouncer {needed}, a unit runs {oldest}"
 
     def publish_cfg(self, cfg: str) -> None:
         if self.view.app.cfg_file == cfg:
+            return
+        if (too_new_reason := self._too_new_for_units(cfg)) is not None:
+            self.report(Severity.BLOCKED, too_new_reason)
             return
         try:
             self.effects.append(PublishCfg(cfg))
@@ -400,7 +433,7 @@ class Plan:
         new_cfg, new_auth = current.cfg, current.auth
         if cfg is not None and cfg != current.cfg:
             try:
-                parse_pgb_ini(cfg)
+                check_published(cfg, self.facts())
             except InvalidInput as err:
                 ok = False
                 self.report(Severity.WAITING, f"invalid cfg_file from the leader: {err}")

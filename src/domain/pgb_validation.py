@@ -154,7 +154,7 @@ def check_runnable(cfg: PgbConfig, facts: WorkloadFacts) -> None:
     setting = cfg.setting
 
     user = setting("user")
-    if user is not None and user != facts.user:
+    if user and user != facts.user:
         raise _fail("user", f"must be the workload user {facts.user} (or unset)")
     group = setting("unix_socket_group")
     if group and group != facts.user:
@@ -171,9 +171,9 @@ def check_runnable(cfg: PgbConfig, facts: WorkloadFacts) -> None:
         own = f"{facts.base_dir}/{AUTH_NAME}"
         if auth_file != own:
             raise _fail("auth_file", f"must be the charm's auth file {own}")
+    # Unset, pgbouncer's default is /tmp: the per-process copies, which pgbouncer runs, always
+    # set their own folder, so the main file may leave it out.
     socket_dir = setting("unix_socket_dir")
-    if socket_dir is None:
-        raise _fail("unix_socket_dir", "required (pgbouncer's default /tmp is outside its folder)")
     if socket_dir:
         if socket_dir != facts.base_dir and not _instance_dir(socket_dir, facts.base_dir):
             _check_path("unix_socket_dir", socket_dir, facts)
@@ -182,7 +182,7 @@ def check_runnable(cfg: PgbConfig, facts: WorkloadFacts) -> None:
             )
         if len(socket_dir.encode()) > _MAX_SOCKET_DIR:
             raise _fail("unix_socket_dir", f"longer than {_MAX_SOCKET_DIR} bytes: no socket fits")
-    elif not setting("listen_addr"):
+    elif socket_dir == "" and not setting("listen_addr"):
         raise _fail("listen_addr", "pgbouncer would listen nowhere: no address and no socket")
 
     auth_type = setting("auth_type") or "md5"

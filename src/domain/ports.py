@@ -51,6 +51,10 @@ class WorkloadPort(Protocol):
         """
         ...
 
+    def pgbouncer_version(self) -> str:
+        """What the workload's ``pgbouncer --version`` prints (asked once per container start)."""
+        ...
+
     def restart(self) -> None:
         """Stop and start every pgbouncer process (for restart-only settings)."""
         ...

@@ -272,7 +272,8 @@ ROWS = [
         [
             REQUEST,
             blocked(
-                f"{LEADER_CFG_INVALID}: [pgbouncer] listen_port: 70000 is not a port (1-65535)"
+                f"{LEADER_CFG_INVALID}: [pgbouncer] listen_port: 70000 is not a port from 1024 "
+                "to 65535 (pgbouncer runs unprivileged)"
             ),
         ],
         id="leader's pgbouncer.ini invalid: blocked, nothing set up",

@@ -564,3 +564,34 @@ def test_an_invalid_option_is_reported_once_a_hook(folder):
     assert out.unit_status == testing.BlockedStatus(
         "invalid config option listen_port: 0 is not a port (1-65535)"
     )
+
+
+def test_pebble_ready_learns_the_images_pgbouncer_version_and_publishes_it(folder):
+    peer = testing.PeerRelation("pgb-peers")
+    pgbouncer = dataclasses.replace(
+        container(folder, running=False),
+        execs={
+            testing.Exec(
+                ["pgbouncer", "--version"], stdout="PgBouncer 1.21.0\nlibevent 2.1.12-stable\n"
+            )
+        },
+    )
+    state = testing.State(leader=True, model=MODEL, containers={pgbouncer}, relations={peer})
+    ctx = context()
+    out = ctx.run(ctx.on.pebble_ready(pgbouncer), state)
+
+    assert out.get_relation(peer.id).local_unit_data["pgbouncer_version"] == "1.21.0"
+    # Later hooks take it from the databag: the image is asked once per container start.
+    again = ctx.run(ctx.on.update_status(), dataclasses.replace(out, containers={pgbouncer}))
+    assert again.get_relation(peer.id).local_unit_data["pgbouncer_version"] == "1.21.0"
+    assert [args.command for args in ctx.exec_history["pgbouncer"]] == [["pgbouncer", "--version"]]
+
+
+def test_a_workload_that_cannot_tell_its_version_leaves_it_unpublished(folder):
+    peer = testing.PeerRelation("pgb-peers")
+    pgbouncer = container(folder, running=False)  # no pgbouncer --version to run
+    state = testing.State(leader=True, model=MODEL, containers={pgbouncer}, relations={peer})
+    out = context().run(context().on.pebble_ready(pgbouncer), state)
+
+    assert "pgbouncer_version" not in out.get_relation(peer.id).local_unit_data
+    assert "cfg_file" in out.get_relation(peer.id).local_app_data

@@ -19,6 +19,7 @@ from domain.effects import (
     Report,
     Restart,
     SetHostname,
+    SetPgbouncerVersion,
     StoreAuth,
     WriteAuth,
     WriteCfg,
@@ -35,6 +36,7 @@ from domain.peer_sync import (
     WorkloadFiles,
 )
 from domain.pgb_config import parse_pgb_ini
+from domain.pgb_version import PgbVersion
 from domain.status import Severity, StatusReason
 from tests.unit.peer_fixtures import (
     AUTH_A,
@@ -458,3 +460,73 @@ def test_update_status_is_quiet_when_settled():
 
 def test_config_changed_on_a_follower_only_follows():
     assert service.on_config_changed(FOLLOWER_SETTLED) == []
+
+
+# --- the pgbouncer version -------------------------------------------------------------------
+
+# CFG_A with a setting pgbouncer 1.18 refuses to start on (peering arrived in 1.19).
+CFG_PEERED = CFG_A.replace("user = postgres\n", "user = postgres\npeer_id = 1\n")
+V1_18, V1_21 = PgbVersion(1, 18, 0), PgbVersion(1, 21, 0)
+
+
+def test_follower_refuses_settings_newer_than_its_pgbouncer_and_names_them():
+    view = evolve(
+        FOLLOWER_SETTLED,
+        app=AppPeerData(cfg_file=CFG_PEERED, leader_hostname=HOST0),
+        pgbouncer_version=V1_18,
+        own=UnitPeerData(hostname=HOST1, ack=ack(CFG_A, AUTH_A), pgbouncer_version=V1_18),
+    )
+    assert service.on_relation_changed(view) == [
+        Acknowledge(ack(CFG_A, AUTH_A, ok=False)),
+        Report(
+            StatusReason(
+                Severity.WAITING,
+                "invalid cfg_file from the leader: peer_id: needs pgbouncer 1.19.0, "
+                "this unit runs 1.18.0",
+            )
+        ),
+    ]
+
+
+def test_follower_whose_version_is_unknown_validates_as_the_oldest_supported():
+    view = evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_PEERED, leader_hostname=HOST0))
+    effects = service.on_relation_changed(view)
+    assert WriteCfg(CFG_PEERED) not in effects
+
+
+def test_follower_on_a_newer_pgbouncer_takes_what_it_runs_and_publishes_its_version():
+    view = evolve(
+        FOLLOWER_SETTLED,
+        app=AppPeerData(cfg_file=CFG_PEERED, leader_hostname=HOST0),
+        pgbouncer_version=V1_21,
+    )
+    assert service.on_relation_changed(view) == [
+        SetPgbouncerVersion(V1_21),
+        WriteCfg(CFG_PEERED),
+        Restart(),  # peer_id is a restart-only setting
+        Acknowledge(ack(CFG_PEERED, AUTH_A)),
+    ]
+
+
+def test_leader_publishes_nothing_the_oldest_unit_cannot_run():
+    view = evolve(
+        LEADER_SETTLED,
+        workload=WorkloadFiles(cfg=CFG_PEERED, auth=AUTH_A),
+        own=UnitPeerData(hostname=HOST0, ack=ack(CFG_PEERED, AUTH_A), pgbouncer_version=V1_21),
+        pgbouncer_version=V1_21,
+        peer_versions=(V1_18,),
+    )
+    effects = service.on_update_status(view)
+    assert [e for e in effects if isinstance(e, PublishCfg)] == []
+    assert (
+        Report(
+            StatusReason(
+                Severity.BLOCKED,
+                "pgbouncer.ini uses peer_id: needs pgbouncer 1.19.0, a unit runs 1.18.0",
+            )
+        )
+        in effects
+    )
+    # Once every unit runs 1.21, it publishes.
+    upgraded = evolve(view, peer_versions=(V1_21,))
+    assert PublishCfg(CFG_PEERED) in service.on_update_status(upgraded)

@@ -32,12 +32,14 @@ from domain.peer_data import (
     APPLY_OK_KEY,
     AUTH_FILE_KEY,
     HOSTNAME_KEY,
+    PGBOUNCER_VERSION_KEY,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
     password_relation_id,
 )
+from domain.pgb_version import InvalidPgbVersion, PgbVersion
 
 _TRUE, _FALSE = "true", "false"
 
@@ -95,7 +97,22 @@ def _structure_unit(raw: Mapping[str, str], _type: object) -> UnitPeerData:
     # anything yet (or runs an older revision) has none of them.
     has_ack = any(raw.get(key) for key in (APPLIED_CFG_KEY, APPLIED_AUTH_KEY, APPLY_OK_KEY))
     ack = peer_converter.structure(dict(raw), Acknowledgement) if has_ack else None
-    return UnitPeerData(hostname=optional_str(raw.get(HOSTNAME_KEY), str), ack=ack)
+    return UnitPeerData(
+        hostname=optional_str(raw.get(HOSTNAME_KEY), str),
+        ack=ack,
+        pgbouncer_version=_version_or_none(raw.get(PGBOUNCER_VERSION_KEY)),
+    )
+
+
+def _version_or_none(text: str | None) -> PgbVersion | None:
+    # An additive key: a value this revision cannot read counts as not published, so a unit
+    # of a newer revision never makes this one refuse the whole databag.
+    if not text:
+        return None
+    try:
+        return PgbVersion.parse(text)
+    except InvalidPgbVersion:
+        return None
 
 
 def _structure_store(raw: Mapping[str, str], _type: object) -> StoreContents:

@@ -14,6 +14,7 @@ from domain.peer_data import (
     CFG_FILE_KEY,
     HOSTNAME_KEY,
     LEADER_HOSTNAME_KEY,
+    PGBOUNCER_VERSION_KEY,
     Acknowledgement,
     AppPeerData,
     UnitPeerData,
@@ -81,6 +82,9 @@ class PeerRelation:
 
     def set_hostname(self, hostname: str) -> None:
         self._set(self._databag(self._model.unit), HOSTNAME_KEY, hostname)
+
+    def set_pgbouncer_version(self, version: str) -> None:
+        self._set(self._databag(self._model.unit), PGBOUNCER_VERSION_KEY, version)
 
     def acknowledge(self, ack: Acknowledgement) -> None:
         databag = self._databag(self._model.unit)

@@ -228,6 +228,13 @@ class LocalWorkload:
                 to_start.append(instance)
         self._start(to_start)
 
+    def pgbouncer_version(self) -> str:
+        """What this machine's ``pgbouncer --version`` prints."""
+        self._check_reachable()
+        return subprocess.run(
+            [self._bin, "--version"], capture_output=True, text=True, check=True
+        ).stdout
+
     def restart(self) -> None:
         """Stop every process as Pebble does (SIGTERM, then SIGKILL) and start them again."""
         self._check_reachable()

@@ -55,6 +55,16 @@ class PebbleWorkload:
     def read_cfg(self) -> str | None:
         return self._pull(CFG_PATH)
 
+    def pgbouncer_version(self) -> str:
+        """``pgbouncer --version`` run in the container: the image's own binary."""
+        try:
+            stdout, _stderr = self._container.exec(
+                ["pgbouncer", "--version"], timeout=30
+            ).wait_output()
+        except (*_PEBBLE_ERRORS, pebble.ExecError, pebble.TimeoutError) as err:
+            raise _unavailable("ask pgbouncer its version", err) from None
+        return stdout
+
     def read_auth(self) -> str | None:
         return self._pull(AUTH_PATH)
 
