@@ -46,8 +46,12 @@ class CharmConfig:
     max_db_connections: int = 100
 
     def __attrs_post_init__(self) -> None:
-        if not _is_int(self.listen_port) or not 1 <= self.listen_port <= 65535:
-            raise InvalidCharmConfig(f"listen_port: {self.listen_port!r} is not a port (1-65535)")
+        # pgbouncer runs unprivileged: the kernel refuses it a port below 1024, and it would
+        # run on without listening.
+        if not _is_int(self.listen_port) or not 1024 <= self.listen_port <= 65535:
+            raise InvalidCharmConfig(
+                f"listen_port: {self.listen_port!r} is not a port from 1024 to 65535"
+            )
         if self.pool_mode not in POOL_MODES:
             raise InvalidCharmConfig(
                 f"pool_mode: {self.pool_mode!r} is not one of {', '.join(POOL_MODES)}"

@@ -562,7 +562,7 @@ def test_an_invalid_option_is_reported_once_a_hook(folder):
     errors = [line for line in ctx.juju_log if "invalid charm config" in line.message]
     assert len(errors) == 1
     assert out.unit_status == testing.BlockedStatus(
-        "invalid config option listen_port: 0 is not a port (1-65535)"
+        "invalid config option listen_port: 0 is not a port from 1024 to 65535"
     )
 
 

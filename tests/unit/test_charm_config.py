@@ -92,10 +92,11 @@ def test_apply_charm_config_is_idempotent() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"listen_port": 0}, "listen_port: 0 is not a port (1-65535)"),
-        ({"listen_port": 65536}, "listen_port: 65536 is not a port (1-65535)"),
-        ({"listen_port": True}, "listen_port: True is not a port (1-65535)"),
-        ({"listen_port": "6432"}, "listen_port: '6432' is not a port (1-65535)"),
+        ({"listen_port": 0}, "listen_port: 0 is not a port from 1024 to 65535"),
+        ({"listen_port": 1023}, "listen_port: 1023 is not a port from 1024 to 65535"),
+        ({"listen_port": 65536}, "listen_port: 65536 is not a port from 1024 to 65535"),
+        ({"listen_port": True}, "listen_port: True is not a port from 1024 to 65535"),
+        ({"listen_port": "6432"}, "listen_port: '6432' is not a port from 1024 to 65535"),
         (
             {"pool_mode": "Session"},
             "pool_mode: 'Session' is not one of session, transaction, statement",

@@ -66,7 +66,10 @@ def test_store_reads_auth_file_and_numbered_passwords_only():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"listen_port": 0}, "invalid config option listen_port: 0 is not a port (1-65535)"),
+        (
+            {"listen_port": 0},
+            "invalid config option listen_port: 0 is not a port from 1024 to 65535",
+        ),
         (
             {"listen_port": "6432"},
             "invalid config option listen_port: expected an integer, got '6432'",
