@@ -24,8 +24,30 @@ manual, and in places the binary is stricter than one would guess:
   it refuse to start), so they are rejected here rather than lower-cased: a follower writes the
   leader's text verbatim, and a text that only validates after normalising would not start.
 - An unknown ``[pgbouncer]`` setting, an unknown section or an unknown connection parameter stops
-  pgbouncer from starting. ``SETTINGS`` is exactly the list 1.18's ``SHOW CONFIG`` prints, plus
-  ``peer_id``; the ``real`` tests compare it with the binary.
+  pgbouncer from starting. ``SETTINGS`` is the list 1.18's ``SHOW CONFIG`` prints plus the
+  settings of 1.19-1.21 (``domain.pgb_version`` says which release added each; whether the
+  unit's own pgbouncer has them is ``domain.pgb_validation``'s question); the ``real`` tests
+  compare it with the binary.
+- The ini reader (libusual's ``cfparser``) has no quoting and no inline comments: a value is
+  the rest of the line after ``=``, blanks trimmed, so ``logfile = "/x"`` names a file whose
+  name holds the quotes (refused here), and ``1 ; comment`` is the whole value. A key is made
+  of letters, digits and ``_ . - *`` only (``a@b = ...`` in ``[users]`` is a syntax error).
+- Integers are read with C's ``strtol(value, &end, 0)`` into an ``int``: ``010`` is octal 8,
+  ``08`` is refused, ``0x10`` is 16, a sign is allowed. Only plain decimals (no sign, no
+  leading zero) are taken here, and the message says how pgbouncer would have read the text.
+  Times are read with ``strtod`` (``1e3``, ``inf``, ``nan`` and hex too); only plain decimals
+  below 10**9 seconds are taken. Choices (``pool_mode``...) are case-insensitive to pgbouncer;
+  only the lower-case spelling is taken.
+- Some values pgbouncer takes and then runs without serving, so their range here is the one
+  that serves (the differential campaign, ``bench/pgb_differential.py``, found them):
+  ``listen_port`` below 1024 (pgbouncer runs unprivileged), ``tcp_keepcnt`` above 127 and
+  ``tcp_keepidle``/``tcp_keepintvl`` above 32767 (Linux's setsockopt limits: the listening
+  socket is dropped), ``pkt_buf`` outside 512..1 MiB, ``max_packet_size`` below 10,000, and a
+  ``listen_addr`` that is not ``*``, ``0.0.0.0``, a ``127.x.y.z`` address or ``localhost``
+  (a name that does not resolve stops it; an address that is not the pod's binds nothing).
+- TLS protocol lists, cipher strings, DH parameters and curves are refused at start when
+  pgbouncer's TLS library does not know them (the server side is set up even when unused):
+  only libtls's keywords are taken.
 - Connection strings separate parameters by spaces only (a tab is part of a value), quote a value
   in single quotes with ``''`` for a literal quote (a backslash is an ordinary character, there is
   no backslash escape), and refuse an empty value, quoted or not.
@@ -33,18 +55,17 @@ manual, and in places the binary is stricter than one would guess:
   ``RESTART_ONLY_SETTINGS`` lists them, and ``change_kind`` turns a change to one of them into a
   restart.
 
-This module is stricter than pgbouncer where pgbouncer's leniency hides mistakes: integers must be
-plain decimals within their range (pgbouncer also takes ``0x10`` and turns ``-5`` pool sizes or
-port 70000 into something odd), booleans are ``0`` or ``1``, ``%include`` and ``conffile`` are
-refused (a follower must never be steered into reading another file), duplicated sections or
-keys are refused instead of "last one wins", and database names are limited to
-``[A-Za-z0-9_.*-]`` (pgbouncer's quoted names are not supported) and, as in pgbouncer 1.18,
-to 63 characters (a longer one makes it refuse the whole file).
+This module is also stricter than pgbouncer where pgbouncer's leniency hides mistakes: booleans
+are ``0`` or ``1``, ``%include`` and ``conffile`` are refused (a follower must never be steered
+into reading another file), duplicated sections or keys are refused instead of "last one wins",
+and database names are limited to ``[A-Za-z0-9_.*-]`` (pgbouncer's quoted names are not
+supported) and, as in pgbouncer 1.18, to 63 characters (a longer one makes it refuse the whole
+file).
 
-``[peers]``, ``peer_id`` and the ``auth_dbname`` connection parameter exist from pgbouncer 1.19;
-1.18 refuses them. The model keeps them because the workload image may be newer, and
-``min_pgbouncer_version`` tells an adapter which version a configuration needs; the charm itself
-never adds them to a configuration that lacks them.
+``[peers]``, ``peer_id`` and ``auth_dbname`` exist from pgbouncer 1.19, ``track_extra_parameters``
+from 1.20 and ``max_prepared_statements`` from 1.21; 1.18 refuses them. The model keeps them
+because the workload image may be newer; ``domain.pgb_version`` tells which version a
+configuration needs, and the charm itself never adds them to a configuration that lacks them.
 
 Every error is an ``InvalidPgbConfig`` whose message names the line or the section and key and
 the reason. Messages quote setting values only where a valid value is constrained (numbers,
@@ -842,6 +863,22 @@ class PgbConfig:
                 settings[key] = value
         # The databases, users and peers are self's, checked when self was built.
         return _config_with_checked_databases(self.databases, settings, self.users, self.peers)
+
+    def uses_database_param(self, key: str) -> bool:
+        """Whether any ``[databases]`` entry sets parameter ``key``.
+
+        Entries parsed the fast way are split on first use (``_lazy_conn``), which costs a
+        regex pass per entry: their rendered text answers first, and only a text holding
+        ``key=`` somewhere (perhaps inside a quoted value) is split to be sure.
+        """
+        needle = key + "="
+        for _, conn in self.databases:
+            text = conn._text
+            if text is not None and needle not in text:
+                continue
+            if conn.get(key) is not None:
+                return True
+        return False
 
     def database(self, name: str) -> ConnString | None:
         """The connection string of database ``name``, or None."""

@@ -104,7 +104,7 @@ def needs(cfg: "PgbConfig") -> list[tuple[str, PgbVersion]]:
         if cfg.setting(key) is not None:
             found.append((key, version))
     for param, version in DATABASE_PARAMS_INTRODUCED_IN.items():
-        if any(conn.get(param) is not None for _, conn in cfg.databases):
+        if cfg.uses_database_param(param):
             found.append((f"[databases] {param}", version))
     return found
 

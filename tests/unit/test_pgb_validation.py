@@ -261,3 +261,13 @@ def test_needs_names_each_newer_feature_with_its_version() -> None:
     assert too_new(cfg, PgbVersion(1, 19, 5)) == [("track_extra_parameters", PgbVersion(1, 20, 0))]
     assert too_new(cfg, V1_21) == []
     assert min_version(parse_pgb_ini(BASE)) == V1_18
+
+
+def test_a_parameter_name_inside_a_quoted_value_is_not_the_parameter() -> None:
+    tricky = BASE.replace("dbname=app", "dbname=app password='x auth_dbname=y'")
+    cfg = parse_pgb_ini(tricky)
+    assert not cfg.uses_database_param("auth_dbname")
+    assert needs(cfg) == []
+    assert parse_pgb_ini(
+        tricky.replace("dbname=app ", "dbname=app auth_dbname=z ")
+    ).uses_database_param("auth_dbname")
