@@ -75,7 +75,7 @@ views = st.builds(
     charm=st.none()
     | st.builds(
         CharmConfig,
-        listen_port=st.integers(1, 65535),
+        listen_port=st.integers(1024, 65535),  # CharmConfig refuses ports below 1024
         pool_mode=st.sampled_from(["session", "transaction", "statement"]),
         max_db_connections=st.integers(0, 10_000),
     ),
