@@ -169,7 +169,7 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
             sorted(
                 data.pgbouncer_version
                 for name, data in units.items()
-                if name != own_name and data.pgbouncer_version is not None
+                if name != model.unit.name and data.pgbouncer_version is not None
             )
         ),
     )
