@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# promtool (Debian's prometheus package) runs the alert-rule tests; Debian's pgbouncer exporter
+# (a Python one, not the image's Go exporter) is tried against pgbouncer 1.18 by a real test.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-pgbouncer-exporter >/dev/null 2>&1 || need_apt+=(prometheus-pgbouncer-exporter)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"
     if [ "$(id -u)" -ne 0 ]; then
@@ -19,9 +23,11 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 # The Debian packages start their own services; the tests start private instances instead.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet pgbouncer 2>/dev/null; then
-    systemctl stop pgbouncer || true
-fi
+for service in pgbouncer prometheus prometheus-pgbouncer-exporter; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+        systemctl stop "$service" || true
+    fi
+done
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
@@ -32,4 +38,6 @@ if ! cmp -s requirements-dev.txt .venv/.installed-requirements 2>/dev/null \
     cp requirements-dev.txt .venv/.installed-requirements
     cp requirements.txt .venv/.installed-runtime
 fi
+# The COS Charmhub libraries, into lib/ (not committed), checked against charmcraft.yaml's pins.
+.venv/bin/python scripts/fetch_libs.py
 echo "setup: ready (.venv, pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'))"
