@@ -23,6 +23,7 @@ from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
 from app.gather import Adapters, gather, hook_event
+from app.observability import Observability
 from domain.errors import InvalidCharmConfig, InvalidPeerData
 from domain.hook_plan import HookPlanner, app_status, unit_status
 from domain.ports import WorkloadPort
@@ -75,6 +76,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
             observe(event, self._reconcile)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
         observe(self.on.collect_app_status, self._on_collect_app_status)
+        # Exporters and the COS relations (their libraries load only where related).
+        self._observability = Observability(self)
 
     def make_workload(self) -> WorkloadPort:
         return PebbleWorkload(self.unit.get_container(CONTAINER), self.processes)
@@ -93,6 +96,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
         hook = hook_event(event, self.model)
         effects = HookPlanner().plan(hook, gather(adapters, hook))
         reasons = EffectApplier(adapters).apply(effects, event)
+        # Then the metrics plan (exporters, stats user) on the files as they now are.
+        reasons += self._observability.reconcile(adapters, event)
         self._reasons = [*(self._reasons or []), *reasons]
 
     # --- status ------------------------------------------------------------------------------

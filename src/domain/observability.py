@@ -37,15 +37,18 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from domain import peer_data
 from domain.auth_file import AuthEntry, SecretKind, parse_auth_file, render_auth_file
+from domain.effects import Effect, PublishCfg, Reload, StoreAuth, WriteAuth, WriteCfg
 from domain.errors import InvalidInput
-from domain.pgb_config import PGB_DIR, PgbConfig, per_process_dir
+from domain.pgb_config import PGB_DIR, PgbConfig, per_process_dir, render_pgb_ini
 
 STATS_USER = "pgbouncer_stats"
 # The admin console pgbouncer serves on every listener.
 ADMIN_DATABASE = "pgbouncer"
 # The Go pgbouncer_exporter's default port; process i is scraped on METRICS_BASE_PORT + i.
 METRICS_BASE_PORT = 9127
+DEFAULT_LISTEN_PORT = "6432"
 METRICS_PATH = "/metrics"
 EXPORTER_SERVICE_PREFIX = "pgbouncer_exporter_"
 PASSFILE_PATH = f"{PGB_DIR}/exporter.pgpass"
@@ -231,3 +234,109 @@ def scrape_jobs(units: Iterable[UnitTargets]) -> list[dict[str, object]]:
             "static_configs": static_configs,
         }
     ]
+
+
+# --- what one hook does about metrics ---------------------------------------------------------
+
+# The peer secret store's key for the stats password (``stats-password`` in a Juju secret).
+STATS_PASSWORD_KEY = peer_data.STATS_PASSWORD_KEY
+# Each unit's databag: how many pgbouncer processes (so exporters) it runs. An addition an
+# older revision ignores.
+PROCESSES_KEY = "pgbouncer_processes"
+
+
+class _MetricsEffect:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+@attrs.frozen(repr=False)
+class GenerateStatsPassword(_MetricsEffect):
+    """Leader: generate the stats user's password and keep it in the peer secret store."""
+
+
+@attrs.frozen(repr=False)
+class WritePassfile(_MetricsEffect):
+    """Write the exporters' .pgpass file (0600, the workload user's) into the container."""
+
+    content: str = attrs.field(repr=False)
+
+
+@attrs.frozen(repr=False)
+class EnsureExporters(_MetricsEffect):
+    """Make the exporter services be exactly these, and running."""
+
+    specs: tuple[ExporterSpec, ...]
+
+
+@attrs.frozen(repr=False)
+class PublishProcesses(_MetricsEffect):
+    """Write this unit's process count in its peer databag (the leader's scrape jobs read it)."""
+
+    processes: int = attrs.field(validator=_positive)
+
+
+@attrs.frozen
+class MetricsView:
+    """What one unit sees, after the hook's peer effects, that decides its metrics."""
+
+    is_leader: bool
+    processes: int
+    stats_password: str | None = attrs.field(default=None, repr=False)
+    # The container's files now (None: not there, or the container cannot be reached).
+    cfg: PgbConfig | None = attrs.field(default=None, repr=False)
+    auth: str | None = attrs.field(default=None, repr=False)
+    passfile: str | None = attrs.field(default=None, repr=False)
+    backend_credentials: bool = False
+    published_processes: str | None = None
+
+
+MetricsEffect = GenerateStatsPassword | WritePassfile | EnsureExporters | PublishProcesses
+
+
+def plan_metrics(view: MetricsView) -> list[Effect | MetricsEffect]:
+    """The stats user and exporter work of one hook, in order.
+
+    The leader generates the stats password once. With a password and a pgbouncer config,
+    the leader puts the stats user in ``stats_users`` and in the auth file (when there is
+    one: it exists once the backend is ready, and followers get it through the store): the
+    files first, then one reload, then what it publishes. Every unit then writes the .pgpass
+    file and runs one exporter per process.
+    """
+    effects: list[Effect | MetricsEffect] = []
+    password = view.stats_password
+    if password is None and view.is_leader:
+        effects.append(GenerateStatsPassword())
+    if password is not None and view.cfg is not None:
+        if view.is_leader:
+            effects += _leader_files(view, password)
+        wanted_pgpass = pgpass_file(password)
+        if view.passfile != wanted_pgpass:
+            effects.append(WritePassfile(wanted_pgpass))
+        port = int(view.cfg.setting("listen_port") or DEFAULT_LISTEN_PORT)
+        effects.append(EnsureExporters(exporters(view.processes, port)))
+    if str(view.processes) != view.published_processes:
+        effects.append(PublishProcesses(view.processes))
+    return effects
+
+
+def _leader_files(view: MetricsView, password: str) -> list[Effect | MetricsEffect]:
+    assert view.cfg is not None
+    files: list[Effect | MetricsEffect] = []
+    published: list[Effect | MetricsEffect] = []
+    wanted = with_stats_users(view.cfg)
+    if wanted != view.cfg:
+        text = render_pgb_ini(wanted)
+        files.append(WriteCfg(text))
+        published.append(PublishCfg(text))
+    if view.auth is not None and not has_stats_user(view.auth, password):
+        auth = with_stats_user(view.auth, password)
+        files.append(WriteAuth(auth))
+        if view.backend_credentials:
+            published.append(StoreAuth(auth))
+    if not files:
+        return []
+    # stats_users and the auth file are re-read on SIGHUP: no client is dropped.
+    return [*files, Reload(), *published]

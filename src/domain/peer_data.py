@@ -35,6 +35,8 @@ APPLIED_AUTH_KEY = "applied_auth_digest"
 APPLY_OK_KEY = "apply_ok"
 # Additive (older revisions ignore it): the pgbouncer version this unit's image ships.
 PGBOUNCER_VERSION_KEY = "pgbouncer_version"
+# The exporters' stats user's password (domain.observability), kept in the store too.
+STATS_PASSWORD_KEY = "stats_password"
 
 NO_FILE_DIGEST = "none"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
@@ -66,7 +68,7 @@ def password_relation_id(key: str) -> int | None:
 
 def is_store_key(key: str) -> bool:
     """Whether ``key`` is one of the secret store's (the contract's key names)."""
-    return key == AUTH_FILE_KEY or password_relation_id(key) is not None
+    return key in (AUTH_FILE_KEY, STATS_PASSWORD_KEY) or password_relation_id(key) is not None
 
 
 def is_valid_hostname(value: str) -> bool:

@@ -16,8 +16,14 @@ change without rewriting the other. Each service:
 
 from collections.abc import Iterable
 
+import ops
+from ops import pebble
+
 from adapters.pebble.layer import SERVICE_PREFIX, WORKLOAD_USER
 from domain.observability import METRICS_PATH, PASSFILE_PATH, ExporterSpec
+from domain.ports import WorkloadUnavailable
+
+_PEBBLE_ERRORS = (pebble.ConnectionError, pebble.APIError, pebble.ChangeError, pebble.PathError)
 
 LAYER_LABEL = "pgbouncer-exporters"
 EXPORTER_COMMAND = "pgbouncer_exporter"
@@ -45,3 +51,62 @@ def exporter_layer(specs: Iterable[ExporterSpec]) -> dict[str, object]:
         for spec in specs
     }
     return {"summary": "one pgbouncer_exporter per pgbouncer process", "services": services}
+
+
+class PebbleExporters:
+    """The exporters in the pgbouncer container: their .pgpass file and their services."""
+
+    def __init__(self, container: ops.Container):
+        self._container = container
+
+    def read_passfile(self) -> str | None:
+        try:
+            return self._container.pull(PASSFILE_PATH).read()
+        except pebble.PathError as err:
+            if err.kind == "not-found":
+                return None
+            raise _unavailable(f"read {PASSFILE_PATH}", err) from None
+        except _PEBBLE_ERRORS as err:
+            raise _unavailable(f"read {PASSFILE_PATH}", err) from None
+
+    def write_passfile(self, content: str) -> None:
+        try:
+            self._container.push(
+                PASSFILE_PATH, content, make_dirs=True, permissions=0o600,
+                user=WORKLOAD_USER, group=WORKLOAD_USER,
+            )  # fmt: skip
+        except _PEBBLE_ERRORS as err:
+            raise _unavailable(f"write {PASSFILE_PATH}", err) from None
+
+    def ensure(self, specs: tuple[ExporterSpec, ...]) -> None:
+        """Add the layer where the plan differs, then start what is not running.
+
+        Only the exporter services are touched; a changed one (a new listen port) restarts.
+        """
+        layer = exporter_layer(specs)
+        wanted = layer["services"]
+        assert isinstance(wanted, dict)
+        try:
+            planned = self._container.get_plan().services
+            changed = [
+                name for name, service in wanted.items()
+                if name not in planned or planned[name].to_dict() != service
+            ]  # fmt: skip
+            if changed:
+                self._container.add_layer(LAYER_LABEL, layer, combine=True)  # type: ignore[arg-type]
+            current = self._container.get_services(*wanted)
+            stopped = [
+                name for name in wanted if name not in current or not current[name].is_running()
+            ]
+            if changed:
+                self._container.restart(*changed)
+            rest = [name for name in stopped if name not in changed]
+            if rest:
+                self._container.start(*rest)
+        except _PEBBLE_ERRORS as err:
+            raise _unavailable("start the exporters", err) from None
+
+
+def _unavailable(action: str, err: Exception) -> WorkloadUnavailable:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return WorkloadUnavailable(f"cannot {action}: {text}")
