@@ -1,10 +1,12 @@
 """The COS relations and the exporters, wired into the charm's hooks.
 
-Each hook of a unit related to Prometheus (``metrics-endpoint``), after the peer effects, ``Observability.reconcile`` gathers a ``MetricsView`` (the
-stats password from the peer secret store, the container's files, the .pgpass file, this
-unit's process count as published), asks ``domain.observability.plan_metrics`` and carries
-the effects out: the pgbouncer file changes through the charm's ``EffectApplier``, the
-exporters' through ``PebbleExporters``.
+In each hook of a unit related to Prometheus (``metrics-endpoint``), after the peer effects,
+``Observability.reconcile`` gathers a ``MetricsView`` (the stats password from the peer
+secret store, the container's files, the .pgpass file, this unit's process count as
+published), asks ``domain.observability.plan_metrics`` and carries the effects out: the
+pgbouncer file changes through the charm's ``EffectApplier``, the exporters' through
+``PebbleExporters``. Without that relation no exporter runs and no stats user exists: no
+port opens and no hook pays for metrics nobody reads.
 
 The COS libraries are imported only by a unit that has the matching relation (or in that
 relation's own hooks): they and ``cosl`` cost about as much to import as ops itself

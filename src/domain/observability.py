@@ -185,23 +185,23 @@ def with_stats_users(cfg: PgbConfig) -> PgbConfig:
     return cfg.with_settings({"stats_users": ",".join([*users, STATS_USER])})
 
 
+def _unit_name(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if _UNIT_NAME.fullmatch(value) is None:
+        raise ValueError(f"{attribute.name}: {value!r} is not a Juju unit name")
+
+
+def _hostname(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if _HOSTNAME.fullmatch(value) is None:
+        raise ValueError(f"{attribute.name}: {value!r} is not a DNS hostname")
+
+
 @attrs.frozen
 class UnitTargets:
     """What the leader knows of one unit: its name, its DNS name, its process count."""
 
-    unit: str = attrs.field()
-    hostname: str = attrs.field()
+    unit: str = attrs.field(validator=_unit_name)
+    hostname: str = attrs.field(validator=_hostname)
     processes: int = attrs.field(validator=_positive)
-
-    @unit.validator
-    def _check_unit(self, _attribute: attrs.Attribute[str], value: str) -> None:
-        if _UNIT_NAME.fullmatch(value) is None:
-            raise ValueError(f"unit: {value!r} is not a Juju unit name")
-
-    @hostname.validator
-    def _check_hostname(self, _attribute: attrs.Attribute[str], value: str) -> None:
-        if _HOSTNAME.fullmatch(value) is None:
-            raise ValueError(f"hostname: {value!r} is not a DNS hostname")
 
 
 def _unit_number(unit: UnitTargets) -> tuple[str, int]:

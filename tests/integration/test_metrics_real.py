@@ -167,7 +167,7 @@ def test_the_stats_user_can_read_but_not_command(
         # Positive control: the rightful reader reads.
         assert conn.execute("SHOW VERSION").fetchone() is not None
         with pytest.raises(psycopg.Error, match="admin access needed"):
-            conn.execute(command)
+            conn.execute(command.encode())
     # pgbouncer still runs and still serves after every attempt.
     with psycopg.connect(spec.connection_string, passfile=passfile, autocommit=True) as conn:
         assert conn.execute("SHOW POOLS").fetchall()

@@ -5,15 +5,17 @@ them (scripts/setup.sh fetches them), each must be the pinned version; the check
 must refuse a file whose LIBID, LIBAPI or LIBPATCH differs.
 """
 
+import importlib.util
 import pathlib
-import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import fetch_libs  # noqa: E402
+_SPEC = importlib.util.spec_from_file_location("fetch_libs", ROOT / "scripts" / "fetch_libs.py")
+assert _SPEC is not None
+assert _SPEC.loader is not None
+fetch_libs = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fetch_libs)
 
 PINS = {
     "prometheus_k8s.prometheus_scrape": (0, 56),

@@ -7,6 +7,7 @@ and the auth file are read back from disk; the Pebble plan is read from the outp
 import json
 import pathlib
 import stat
+from collections.abc import Mapping
 
 import pytest
 from cosl import JujuTopology, LZMABase64
@@ -83,7 +84,7 @@ def leader_state(folder, *relations, secret=None, peers_data=None):
     )
 
 
-def _store(out: testing.State) -> dict[str, str]:
+def _store(out: testing.State) -> Mapping[str, str]:
     (secret,) = [s for s in out.secrets if s.label == SECRET_LABEL]
     return secret.latest_content or secret.tracked_content
 
