@@ -3,9 +3,11 @@
 Every ``ops.testing`` run of the whole session passes through ``record_run``, which keeps
 (1) the credentials the run could know: the values of every Juju secret in its input and
 output states, the secrets of every auth file line found in them, the client passwords
-(``relation_id_<N>``) and backend passwords wherever they appear, and (2) what the charm
-produced in the clear: its own databags (application and unit, every relation), its unit
-and application statuses, and every log line it emitted. ``leaks()`` matches the two.
+(``relation_id_<N>``), the exporters' stats password and backend passwords wherever they
+appear, and (2) what the charm produced in the clear: its own databags (application and
+unit, every relation), its unit and application statuses, every log line it emitted, and
+the command line and environment of every service in its containers' Pebble plans (what
+``pebble plan`` and a process list show). ``leaks()`` matches the two.
 
 On a Juju without secrets the store *is* the application databag (the contract), so the
 store's keys there are credentials by design and excluded; everything else in that databag
@@ -22,9 +24,9 @@ import attrs
 from ops import testing
 
 MIN_SECRET_LEN = 8
-_STORE_KEY = re.compile(r"auth_file|relation_id_\d+")
+_STORE_KEY = re.compile(r"auth_file|stats_password|relation_id_\d+")
 _PLAIN_BY_INTERFACE = {"pgb-peers": _STORE_KEY, "database": re.compile(r"username|password|uris")}
-_PASSWORD_KEYS = ("password", "auth-file", "auth_file")
+_PASSWORD_KEYS = ("password", "auth-file", "auth_file", "stats-password", "stats_password")
 _AUTH_LINE = re.compile(r'^"(?:[^"]|"")*"\s+"((?:[^"]|"")*)"', re.MULTILINE)
 
 
@@ -86,6 +88,12 @@ class Audit:
                     if owner == "app" and exempt and exempt.fullmatch(key) and plain:
                         continue  # credentials in plain fields by design
                     self.produced.append((f"{relation.endpoint} {owner} databag[{key}]", value))
+        for container in after.containers:
+            for name, service in container.plan.services.items():
+                where = f"pebble plan {container.name} {name}"
+                self.produced.append((f"{where} command", service.command))
+                for key, value in service.environment.items():
+                    self.produced.append((f"{where} environment[{key}]", value))
         for kind, status in (("unit status", after.unit_status), ("app status", after.app_status)):
             self.produced.append((kind, status.message))
         for line in logs:

@@ -24,3 +24,23 @@ def test_the_audit_learns_auth_file_secrets_from_a_store_value():
     audit = Audit()
     audit._learn('"pgbouncer_auth_relation_id_3" "md5aad46d9afbcc8c8248d254d567b577c1"\n')
     assert "md5aad46d9afbcc8c8248d254d567b577c1" in audit.credentials
+
+
+def test_the_audit_reads_pebble_plans_and_learns_the_stats_password():
+    from ops import pebble, testing
+
+    password = "0123456789abcdef0123456789abcdef"
+    secret = testing.Secret(tracked_content={"stats-password": password}, owner="app")
+    layer = pebble.Layer(
+        {"services": {"pgbouncer_exporter_0": {"override": "replace", "command": f"x {password}"}}}
+    )
+    state = testing.State(
+        containers={testing.Container("pgbouncer", can_connect=True, layers={"l": layer})},
+        secrets={secret},
+    )
+    audit = Audit()
+    audit.record_run(state, state, [], has_secrets=True)
+    assert password in audit.credentials
+    assert audit.leaks() == [
+        "pebble plan pgbouncer pgbouncer_exporter_0 command contains a credential (32 chars)"
+    ]
