@@ -68,8 +68,9 @@ def _wanted(charm: ops.CharmBase, relation: str) -> bool:
     return bool(charm.model.relations[relation]) or hook.startswith(f"{relation}-relation-")
 
 
-class Observability:
+class Observability(ops.Object):
     def __init__(self, charm: PgBouncerK8sCharm):
+        super().__init__(charm, "observability")
         self._charm = charm
         self.metrics = None
         if _wanted(charm, METRICS_RELATION):
@@ -98,6 +99,24 @@ class Observability:
             from charms.loki_k8s.v1.loki_push_api import LogForwarder
 
             self.logs = LogForwarder(charm, relation_name=LOGGING_RELATION)
+            self.framework.observe(
+                charm.on[LOGGING_RELATION].relation_broken, self._on_logging_broken
+            )
+
+    def _on_logging_broken(self, _event: ops.RelationBrokenEvent) -> None:
+        """Stop forwarding once no Loki is left.
+
+        LogForwarder (loki_push_api 1.22) returns early when no endpoint remains, so the
+        last Loki's target would stay enabled in Pebble's plan and Pebble would keep pushing
+        to it; its own helper disables every target no longer related.
+        """
+        from charms.loki_k8s.v1.loki_push_api import _PebbleLogClient
+
+        if any(self._charm.model.relations[LOGGING_RELATION]):
+            return
+        for container in self._charm.unit.containers.values():
+            if container.can_connect():
+                _PebbleLogClient.disable_inactive_endpoints(container, {}, self.logs.topology)
 
     # --- scrape jobs -------------------------------------------------------------------------
 

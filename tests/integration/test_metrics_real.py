@@ -17,10 +17,13 @@ password in it, the password from ``PGPASSFILE``, then ``SHOW POOLS``.
 The stats user is attacked too: with its password it can read, and nothing more.
 """
 
+import contextlib
 import os
+import pathlib
 import secrets
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -234,3 +237,54 @@ def test_debian_exporter_cannot_scrape_pgbouncer_1_18(
     assert proc.returncode != 0
     assert "KeyError: 'total_requests'" in output
     assert "password authentication failed" not in output
+
+
+def test_a_failing_server_login_looks_as_the_login_alert_expects(
+    workload_dir: str, postgres: PostgresCluster, app_user: str, passfile: str
+) -> None:
+    """PgBouncerServerLoginFailures fires on clients waiting in a pool that holds no server
+    connection; the Loki rule matches pgbouncer's "server login failed" line. Both are what a
+    real pgbouncer shows when its login to PostgreSQL is refused."""
+    port = free_port()
+    cfg = initial_config(CharmConfig(listen_port=port), 1)
+    cfg = with_stats_users(cfg.with_settings({"listen_addr": "127.0.0.1"}))
+    cfg = cfg.with_database(
+        "baddb",
+        ConnString(
+            {"host": postgres.host, "port": str(postgres.port), "dbname": "postgres",
+             "user": APP_USER, "password": "not-the-password"}
+        ),
+    )  # fmt: skip
+    with LocalWorkload(workload_dir, processes=1) as workload:
+        workload.write_cfg(render_pgb_ini(cfg))
+        workload.write_auth(with_stats_user(f'"{app_user}" "{APP_PASSWORD}"\n', STATS_PASSWORD))
+        workload.restart()
+        spec = exporters(1, port, base_dir=workload_dir)[0]
+        waiting = threading.Thread(target=_try_connect, args=(port, "baddb"), daemon=True)
+        waiting.start()
+
+        def pool() -> dict[str, int]:
+            with psycopg.connect(spec.connection_string, passfile=passfile, autocommit=True) as c:
+                cursor = c.execute(b"SHOW POOLS")
+                names = [column.name for column in cursor.description or []]
+                rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            row = next((row for row in rows if row["database"] == "baddb"), {})
+            return {
+                key: int(value) for key, value in row.items() if key.startswith(("cl_", "sv_"))
+            }
+
+        assert wait_until(lambda: pool().get("cl_waiting", 0) > 0, timeout=10)
+        row = pool()
+        servers = ("sv_active", "sv_idle", "sv_used", "sv_tested")
+        assert [row[name] for name in servers] == [0, 0, 0, 0]
+        log = pathlib.Path(workload.instance_dir(0), "console.log")
+        assert wait_until(lambda: "server login failed" in log.read_text(), timeout=10)
+        waiting.join(timeout=30)
+
+
+def _try_connect(port: int, dbname: str) -> None:
+    with contextlib.suppress(psycopg.Error):
+        psycopg.connect(
+            host="127.0.0.1", port=port, dbname=dbname, user=APP_USER, password=APP_PASSWORD,
+            connect_timeout=20,
+        ).close()  # fmt: skip

@@ -5,8 +5,11 @@ and the auth file are read back from disk; the Pebble plan is read from the outp
 """
 
 import json
+import os
 import pathlib
 import stat
+import subprocess
+import sys
 from collections.abc import Mapping
 
 import pytest
@@ -223,3 +226,88 @@ def test_grafana_gets_the_dashboard(folder):
     # The library stamps its own uid and a charm tag; the panels are ours, as written.
     assert sent["title"] == ours["title"]
     assert sent["panels"] == ours["panels"]
+
+
+LOKI_URL = "http://loki-k8s-0.loki-k8s-endpoints.cos.svc.cluster.local:3100/loki/api/v1/push"
+
+
+def _logging(with_endpoint: bool = True) -> testing.Relation:
+    data = {"endpoint": json.dumps({"url": LOKI_URL})} if with_endpoint else {}
+    return testing.Relation("logging", remote_app_name="loki-k8s", remote_units_data={0: data})
+
+
+def test_logging_forwards_every_pebble_service_to_loki(folder):
+    ctx = testing.Context(
+        PgBouncerK8sCharm, meta=META, config=CONFIG, app_name=APP, charm_root=ROOT
+    )
+    logging_relation = _logging()
+    out = ctx.run(
+        ctx.on.relation_changed(logging_relation, remote_unit=0),
+        leader_state(folder, logging_relation, metrics()),
+    )
+    plan = out.get_container("pgbouncer").plan
+    (target,) = plan.log_targets.values()
+    assert target.type == "loki"
+    assert target.location == LOKI_URL
+    # Every service: the pgbouncer processes and their exporters.
+    assert target.services == ["all"]
+    assert target.labels is not None
+    assert target.labels["juju_application"] == APP
+    assert target.labels["juju_unit"] == f"{APP}/0"
+    # The login-failure rule goes to Loki labelled with this application's topology, which
+    # the Loki charm's side of the library injects into the selector (with its cos-tool).
+    (relation,) = [r for r in out.relations if r.endpoint == "logging"]
+    rules = json.loads(relation.local_app_data["alert_rules"])
+    (rule,) = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert rule["alert"] == "PgBouncerServerLoginFailedInLogs"
+    assert rule["labels"]["juju_application"] == APP
+    assert '|= "server login failed"' in rule["expr"]
+    assert "%%juju_topology%%" not in rule["expr"]
+
+
+def test_loki_gone_stops_the_forwarding(folder):
+    ctx = testing.Context(
+        PgBouncerK8sCharm, meta=META, config=CONFIG, app_name=APP, charm_root=ROOT
+    )
+    logging_relation = _logging()
+    first = ctx.run(
+        ctx.on.relation_changed(logging_relation, remote_unit=0),
+        leader_state(folder, logging_relation),
+    )
+    assert first.get_container("pgbouncer").plan.log_targets
+    out = ctx.run(ctx.on.relation_broken(first.get_relation(logging_relation.id)), first)
+    targets = out.get_container("pgbouncer").plan.log_targets
+    assert all(target.services == ["-all"] for target in targets.values())
+
+
+_HOOK_WITHOUT_COS = """
+import sys
+from ops import testing
+from tests.unit.charm_harness import MODEL, context
+ctx = context()
+pgb = testing.Container("pgbouncer", can_connect=False)
+ctx.run(ctx.on.update_status(), testing.State(leader=True, model=MODEL, containers={pgb}))
+print(sorted(m for m in sys.modules if m.startswith(("charms.", "cosl"))))
+"""
+
+
+@pytest.mark.parametrize(("relation", "loaded"), [(None, "[]"), ("logging", "loki_push_api")])
+def test_the_cos_libraries_load_only_where_related(relation, loaded):
+    code = _HOOK_WITHOUT_COS
+    if relation:
+        code = code.replace(
+            "containers={pgb})",
+            f"containers={{pgb}}, relations={{testing.Relation({relation!r})}})",
+        )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]),
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    if loaded == "[]":
+        assert last == "[]"
+    else:
+        assert loaded in last
+        assert "prometheus_scrape" not in last
