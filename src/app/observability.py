@@ -77,6 +77,9 @@ class Observability(ops.Object):
             from charms.prometheus_k8s.v0.prometheus_scrape import MetricsEndpointProvider
 
             peers = charm.on[PEER_RELATION]
+            self.framework.observe(
+                charm.on[METRICS_RELATION].relation_broken, self._on_metrics_broken
+            )
             self.metrics = MetricsEndpointProvider(
                 charm,
                 relation_name=METRICS_RELATION,
@@ -102,6 +105,18 @@ class Observability(ops.Object):
             self.framework.observe(
                 charm.on[LOGGING_RELATION].relation_broken, self._on_logging_broken
             )
+
+    def _on_metrics_broken(self, _event: ops.RelationBrokenEvent) -> None:
+        """The last Prometheus left: stop the exporters (and keep them from starting again)."""
+        if any(self._charm.model.relations[METRICS_RELATION]):
+            return
+        container = self._charm.unit.get_container("pgbouncer")
+        if not container.can_connect():
+            return
+        try:
+            PebbleExporters(container).retire()
+        except WorkloadUnavailable as err:
+            logger.warning("metrics: %s", err)
 
     def _on_logging_broken(self, _event: ops.RelationBrokenEvent) -> None:
         """Stop forwarding once no Loki is left.
@@ -154,10 +169,15 @@ class Observability(ops.Object):
             effects = plan_metrics(view)
             if GenerateStatsPassword() in effects:
                 store.update({STATS_PASSWORD_KEY: secrets.token_hex(24)})
-                view = self._view(store.read().get(STATS_PASSWORD_KEY), workload, exporters,
-                                  relation)  # fmt: skip
+                password = store.read().get(STATS_PASSWORD_KEY)
+                view = self._view(password, workload, exporters, relation)
                 effects = plan_metrics(view)
-        except (WorkloadUnavailable, InvalidInput, StoreUnavailable, ops.ModelError) as err:
+        except InvalidInput as err:
+            # Nothing a retry fixes (listen_port on a metrics port): the operator must act.
+            logger.error("metrics: %s", err)
+            charm.add_reason(StatusReason(Severity.BLOCKED, f"metrics: {_first_line(err)}"))
+            return
+        except (WorkloadUnavailable, StoreUnavailable, ops.ModelError) as err:
             self._fail(f"metrics: {_first_line(err)}", event)
             return
         standard = [e for e in effects if not isinstance(e, _OWN)]
@@ -176,7 +196,13 @@ class Observability(ops.Object):
             reasons.append(self._fail(f"metrics: {_first_line(err)}", event))
         return reasons
 
-    def _view(self, password, workload, exporters, relation) -> MetricsView:  # type: ignore[no-untyped-def]
+    def _view(
+        self,
+        password: str | None,
+        workload: WorkloadPort,
+        exporters: PebbleExporters,
+        relation: ops.Relation,
+    ) -> MetricsView:
         charm = self._charm
         cfg_text = workload.read_cfg()
         try:

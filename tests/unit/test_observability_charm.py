@@ -311,3 +311,29 @@ def test_the_cos_libraries_load_only_where_related(relation, loaded):
     else:
         assert loaded in last
         assert "prometheus_scrape" not in last
+
+
+def test_prometheus_gone_stops_the_exporters(folder):
+    ctx = context()
+    relation = metrics()
+    first = ctx.run(ctx.on.update_status(), leader_state(folder, relation))
+    assert first.get_container("pgbouncer").service_statuses["pgbouncer_exporter_0"].value == (
+        "active"
+    )
+    out = ctx.run(ctx.on.relation_broken(first.get_relation(relation.id)), first)
+    pgbouncer = out.get_container("pgbouncer")
+    for name in ("pgbouncer_exporter_0", "pgbouncer_exporter_1"):
+        assert pgbouncer.service_statuses[name].value == "inactive"
+        assert pgbouncer.plan.services[name].startup == "disabled"
+    # pgbouncer itself keeps running.
+    assert pgbouncer.service_statuses["pgbouncer_0"].value == "active"
+
+
+def test_a_listen_port_on_a_metrics_port_blocks_with_the_reason(folder):
+    ctx = context()
+    state = leader_state(folder, metrics())
+    write_files(folder, cfg=CFG_A.replace("listen_port = 6432", "listen_port = 9128"))
+    out = ctx.run(ctx.on.update_status(), state)
+    assert out.unit_status == testing.BlockedStatus(
+        "metrics: listen_port 9128 collides with the metrics ports 9127-9128"
+    )

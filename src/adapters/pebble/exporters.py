@@ -20,7 +20,12 @@ import ops
 from ops import pebble
 
 from adapters.pebble.layer import SERVICE_PREFIX, WORKLOAD_USER
-from domain.observability import METRICS_PATH, PASSFILE_PATH, ExporterSpec
+from domain.observability import (
+    EXPORTER_SERVICE_PREFIX,
+    METRICS_PATH,
+    PASSFILE_PATH,
+    ExporterSpec,
+)
 from domain.ports import WorkloadUnavailable
 
 _PEBBLE_ERRORS = (pebble.ConnectionError, pebble.APIError, pebble.ChangeError, pebble.PathError)
@@ -78,6 +83,25 @@ class PebbleExporters:
         except _PEBBLE_ERRORS as err:
             raise _unavailable(f"write {PASSFILE_PATH}", err) from None
 
+    def retire(self) -> None:
+        """Stop every exporter service and mark it disabled (a layer cannot delete one)."""
+        try:
+            names = [
+                name for name in self._container.get_plan().services
+                if name.startswith(EXPORTER_SERVICE_PREFIX)
+            ]  # fmt: skip
+            if not names:
+                return
+            running = [
+                name for name, info in self._container.get_services(*names).items()
+                if info.is_running()
+            ]  # fmt: skip
+            if running:
+                self._container.stop(*running)
+            self._container.add_layer(LAYER_LABEL, _retired(names), combine=True)  # type: ignore[arg-type]
+        except _PEBBLE_ERRORS as err:
+            raise _unavailable("stop the exporters", err) from None
+
     def ensure(self, specs: tuple[ExporterSpec, ...]) -> None:
         """Add the layer where the plan differs, then start what is not running.
 
@@ -110,3 +134,8 @@ class PebbleExporters:
 def _unavailable(action: str, err: Exception) -> WorkloadUnavailable:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return WorkloadUnavailable(f"cannot {action}: {text}")
+
+
+def _retired(names: Iterable[str]) -> dict[str, object]:
+    services = {name: {"override": "merge", "startup": "disabled"} for name in names}
+    return {"summary": "exporters retired (no Prometheus related)", "services": services}
