@@ -264,14 +264,14 @@ class WritePassfile(_MetricsEffect):
     content: str = attrs.field(repr=False)
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen
 class EnsureExporters(_MetricsEffect):
     """Make the exporter services be exactly these, and running."""
 
     specs: tuple[ExporterSpec, ...]
 
 
-@attrs.frozen(repr=False)
+@attrs.frozen
 class PublishProcesses(_MetricsEffect):
     """Write this unit's process count in its peer databag (the leader's scrape jobs read it)."""
 
