@@ -20,6 +20,7 @@ The stats user is attacked too: with its password it can read, and nothing more.
 import contextlib
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import subprocess
@@ -44,6 +45,12 @@ from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import wait_until
 
 pytestmark = pytest.mark.real
+
+_LOKI_RULES = pathlib.Path(__file__).resolve().parents[2] / "src" / "loki_alert_rules"
+# The |~ pattern of the shipped Loki rule.
+_LOKI_MATCH = re.search(r'\|~ "([^"]+)"', (_LOKI_RULES / "pgbouncer.rules").read_text())
+assert _LOKI_MATCH is not None
+LOKI_PATTERN = _LOKI_MATCH[1]
 
 PROCESSES = 3
 CLIENTS = 12
@@ -239,20 +246,29 @@ def test_debian_exporter_cannot_scrape_pgbouncer_1_18(
     assert "password authentication failed" not in output
 
 
-def test_a_failing_server_login_looks_as_the_login_alert_expects(
+def test_a_failing_server_login_looks_as_the_alerts_expect(
     workload_dir: str, postgres: PostgresCluster, app_user: str, passfile: str
 ) -> None:
-    """PgBouncerServerLoginFailures fires on clients waiting in a pool that holds no server
-    connection; the Loki rule matches pgbouncer's "server login failed" line. Both are what a
-    real pgbouncer shows when its login to PostgreSQL is refused."""
+    """What a real pgbouncer shows when PostgreSQL starts refusing its logins.
+
+    A pool that served before (pgbouncer knows the server's parameters) gets a new client
+    after the role's password changed: the client's query waits while every server login
+    fails, and the pool holds no server connection, which is what
+    PgBouncerServerLoginFailures looks for; each failure writes a line the Loki rule
+    matches (its pattern read from the shipped rule file). A pool that never logged in is
+    different: pgbouncer closes its logging-in clients with the server's error at once, so
+    only the log line shows it.
+    """
     port = free_port()
     cfg = initial_config(CharmConfig(listen_port=port), 1)
-    cfg = with_stats_users(cfg.with_settings({"listen_addr": "127.0.0.1"}))
+    cfg = with_stats_users(
+        cfg.with_settings({"listen_addr": "127.0.0.1", "server_login_retry": "1"})
+    )
     cfg = cfg.with_database(
-        "baddb",
+        "logindb",
         ConnString(
             {"host": postgres.host, "port": str(postgres.port), "dbname": "postgres",
-             "user": APP_USER, "password": "not-the-password"}
+             "user": APP_USER, "password": APP_PASSWORD}
         ),
     )  # fmt: skip
     with LocalWorkload(workload_dir, processes=1) as workload:
@@ -260,31 +276,44 @@ def test_a_failing_server_login_looks_as_the_login_alert_expects(
         workload.write_auth(with_stats_user(f'"{app_user}" "{APP_PASSWORD}"\n', STATS_PASSWORD))
         workload.restart()
         spec = exporters(1, port, base_dir=workload_dir)[0]
-        waiting = threading.Thread(target=_try_connect, args=(port, "baddb"), daemon=True)
-        waiting.start()
 
         def pool() -> dict[str, int]:
             with psycopg.connect(spec.connection_string, passfile=passfile, autocommit=True) as c:
                 cursor = c.execute(b"SHOW POOLS")
                 names = [column.name for column in cursor.description or []]
                 rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-            row = next((row for row in rows if row["database"] == "baddb"), {})
-            return {
-                key: int(value) for key, value in row.items() if key.startswith(("cl_", "sv_"))
-            }
+            row = next((row for row in rows if row["database"] == "logindb"), {})
+            return {k: int(v) for k, v in row.items() if k.startswith(("cl_", "sv_"))}
 
-        assert wait_until(lambda: pool().get("cl_waiting", 0) > 0, timeout=10)
-        row = pool()
-        servers = ("sv_active", "sv_idle", "sv_used", "sv_tested")
-        assert [row[name] for name in servers] == [0, 0, 0, 0]
-        log = pathlib.Path(workload.instance_dir(0), "console.log")
-        assert wait_until(lambda: "server login failed" in log.read_text(), timeout=10)
+        # The pool serves once; then PostgreSQL drops its server connection and the role's
+        # password changes under it.
+        _client_query(port, "logindb", timeout=20)
+        postgres.psql(f"ALTER ROLE {APP_USER} PASSWORD 'changed-{secrets.token_hex(8)}'")
+        try:
+            postgres.psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE usename = '{APP_USER}' AND application_name <> 'psql'"
+            )
+            assert wait_until(lambda: pool().get("sv_idle", 0) == 0, timeout=20)
+            waiting = threading.Thread(
+                target=_client_query, args=(port, "logindb", 30), daemon=True
+            )
+            waiting.start()
+            assert wait_until(lambda: pool().get("cl_waiting", 0) > 0, timeout=20)
+            servers = ("sv_active", "sv_idle", "sv_used", "sv_tested")
+            assert [pool()[name] for name in servers] == [0, 0, 0, 0]
+            log = pathlib.Path(workload.instance_dir(0), "console.log")
+            assert wait_until(lambda: bool(re.search(LOKI_PATTERN, log.read_text())), timeout=20)
+        finally:
+            postgres.psql(f"ALTER ROLE {APP_USER} PASSWORD '{APP_PASSWORD}'")
+        # Logins work again: the waiting client is served, nothing waits any more.
+        assert wait_until(lambda: pool().get("cl_waiting", 0) == 0, timeout=30)
         waiting.join(timeout=30)
 
 
-def _try_connect(port: int, dbname: str) -> None:
-    with contextlib.suppress(psycopg.Error):
-        psycopg.connect(
-            host="127.0.0.1", port=port, dbname=dbname, user=APP_USER, password=APP_PASSWORD,
-            connect_timeout=20,
-        ).close()  # fmt: skip
+def _client_query(port: int, dbname: str, timeout: int) -> None:
+    with contextlib.suppress(psycopg.Error), psycopg.connect(
+        host="127.0.0.1", port=port, dbname=dbname, user=APP_USER, password=APP_PASSWORD,
+        connect_timeout=timeout, autocommit=True,
+    ) as conn:  # fmt: skip
+        conn.execute(b"SELECT 1")

@@ -14,7 +14,7 @@ change without rewriting the other. Each service:
   in the plan, so ``pebble plan`` and the process list show none.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import ops
 from ops import pebble
@@ -114,7 +114,7 @@ class PebbleExporters:
             planned = self._container.get_plan().services
             changed = [
                 name for name, service in wanted.items()
-                if name not in planned or planned[name].to_dict() != service
+                if name not in planned or _settings(planned[name].to_dict()) != _settings(service)
             ]  # fmt: skip
             if changed:
                 self._container.add_layer(LAYER_LABEL, layer, combine=True)  # type: ignore[arg-type]
@@ -134,6 +134,12 @@ class PebbleExporters:
 def _unavailable(action: str, err: Exception) -> WorkloadUnavailable:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return WorkloadUnavailable(f"cannot {action}: {text}")
+
+
+def _settings(service: Mapping[str, object]) -> dict[str, object]:
+    """What a service runs, without ``override``: a layer's merge instruction, which a plan
+    need not echo back. Comparing it would restart the exporters on every hook."""
+    return {key: value for key, value in service.items() if key != "override"}
 
 
 def _retired(names: Iterable[str]) -> dict[str, object]:
