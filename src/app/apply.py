@@ -13,6 +13,7 @@ hook.
 """
 
 import logging
+import secrets
 from collections.abc import Iterable, Iterator
 
 import ops
@@ -55,7 +56,15 @@ from domain.effects import (
     WriteAuth,
     WriteCfg,
 )
-from domain.peer_data import AUTH_FILE_KEY, relation_password_key
+from domain.observability import (
+    PROCESSES_KEY,
+    EnsureExporters,
+    GenerateStatsPassword,
+    MetricsEffect,
+    PublishProcesses,
+    WritePassfile,
+)
+from domain.peer_data import AUTH_FILE_KEY, STATS_PASSWORD_KEY, relation_password_key
 from domain.ports import WorkloadUnavailable
 from domain.status import Severity, StatusReason
 
@@ -69,6 +78,8 @@ _FAILURES = (
     ClientSecretUnavailable,
     ops.ModelError,
 )
+# The hook's plan, then the metrics plan (domain.observability), go through one applier.
+AnyEffect = Effect | MetricsEffect
 _STORE_EFFECTS = (StoreAuth, RemoveStoredAuth, StorePassword, RemovePassword)
 
 
@@ -76,7 +87,7 @@ class EffectApplier:
     def __init__(self, adapters: Adapters):
         self._adapters = adapters
 
-    def apply(self, effects: Iterable[Effect], event: ops.EventBase) -> list[StatusReason]:
+    def apply(self, effects: Iterable[AnyEffect], event: ops.EventBase) -> list[StatusReason]:
         """Carry out ``effects``; the reasons to show (the plan's and the failures')."""
         reasons: list[StatusReason] = []
         for batch in _batches(effects):
@@ -95,7 +106,7 @@ class EffectApplier:
         return reasons
 
     def _apply(
-        self, batch: list[Effect], event: ops.EventBase, reasons: list[StatusReason]
+        self, batch: list[AnyEffect], event: ops.EventBase, reasons: list[StatusReason]
     ) -> None:
         effect = batch[0]
         if isinstance(effect, _STORE_EFFECTS):
@@ -106,6 +117,8 @@ class EffectApplier:
         elif isinstance(effect, Defer):
             logger.info("deferring %s: %s", type(event).__name__, effect.reason)
             event.defer()
+        elif isinstance(effect, MetricsEffect):
+            self._apply_metrics(effect)
         elif not (
             self._apply_local(effect) or self._apply_backend(effect) or self._apply_memory(effect)
         ):
@@ -140,6 +153,23 @@ class EffectApplier:
             case _:
                 return False
         return True
+
+    def _apply_metrics(self, effect: MetricsEffect) -> None:
+        """The exporters and the stats user's password (domain.observability)."""
+        adapters = self._adapters
+        match effect:
+            case GenerateStatsPassword():
+                # 48 hex digits: the shape domain.observability checks, never md5-shaped.
+                adapters.store().update({STATS_PASSWORD_KEY: secrets.token_hex(24)})
+            case WritePassfile(content):
+                adapters.exporters().write_passfile(content)
+            case EnsureExporters(specs):
+                adapters.exporters().ensure(specs)
+            case PublishProcesses(processes):
+                relation = adapters.peers.relation
+                if relation is None:
+                    raise PeerRelationMissing("the pgb-peers relation does not exist yet")
+                relation.data[adapters.model.unit][PROCESSES_KEY] = str(processes)
 
     def _apply_backend(self, effect: Effect) -> bool:
         """The backend-database relation and the backend database."""
@@ -195,9 +225,9 @@ class EffectApplier:
                 clients.revoke(relation_id)
 
 
-def _batches(effects: Iterable[Effect]) -> Iterator[list[Effect]]:
+def _batches(effects: Iterable[AnyEffect]) -> Iterator[list[AnyEffect]]:
     """Each effect alone, except consecutive store changes, which make one batch."""
-    batch: list[Effect] = []
+    batch: list[AnyEffect] = []
     for effect in effects:
         if batch and not (
             isinstance(effect, _STORE_EFFECTS) and isinstance(batch[0], _STORE_EFFECTS)
@@ -209,7 +239,7 @@ def _batches(effects: Iterable[Effect]) -> Iterator[list[Effect]]:
         yield batch
 
 
-def _store_changes(batch: list[Effect]) -> dict[str, str | None]:
+def _store_changes(batch: list[AnyEffect]) -> dict[str, str | None]:
     changes: dict[str, str | None] = {}
     for effect in batch:
         match effect:
@@ -224,7 +254,7 @@ def _store_changes(batch: list[Effect]) -> dict[str, str | None]:
     return changes
 
 
-def _describe(effect: Effect) -> str:
+def _describe(effect: AnyEffect) -> str:
     """What was attempted, for the status; never a file's content or a credential."""
     match effect:
         case InstallAuth(databases=databases) if len(databases) > 1:

@@ -2,7 +2,10 @@
 
 Every observed event runs the same three steps (``_reconcile``): gather one ``HookView`` from
 the adapters (``app.gather``), ask ``HookPlanner`` for the one ordered list of effects of the
-hook, and hand it to ``EffectApplier``. Status is computed once per hook, in the collect-status
+hook, and hand it to ``EffectApplier``. Where a Prometheus is related, a second, smaller
+plan follows on the files as they now are (``gather_metrics``, ``plan_metrics``: the stats
+user and one exporter per process) through the same applier; ``CosRelations`` holds the COS
+libraries' providers. Status is computed once per hook, in the collect-status
 handlers, from the reasons the plan and the applier returned. The workload adapter is made by
 ``make_workload``, which tests and the local environment override to run the same charm
 against real pgbouncer processes.
@@ -13,20 +16,22 @@ from collections.abc import Callable
 
 import ops
 
+from adapters.errors import first_line
 from adapters.juju import converters
 from adapters.juju.backend import BACKEND_RELATION
 from adapters.juju.clients import CLIENT_RELATION
+from adapters.juju.cos import CosRelations
 from adapters.juju.memory import UnitMemory
 from adapters.juju.peer_relation import PEER_RELATION
 from adapters.juju.secret_store import StoreUnavailable
 from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
-from app.gather import Adapters, gather, hook_event
-from app.observability import Observability
-from domain.errors import InvalidCharmConfig, InvalidPeerData
+from app.gather import Adapters, gather, gather_metrics, hook_event
+from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
 from domain.hook_plan import HookPlanner, app_status, unit_status
-from domain.ports import WorkloadPort
+from domain.observability import GenerateStatsPassword, plan_metrics
+from domain.ports import WorkloadPort, WorkloadUnavailable
 from domain.status import Severity, StatusReason
 
 logger = logging.getLogger(__name__)
@@ -76,8 +81,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
             observe(event, self._reconcile)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
         observe(self.on.collect_app_status, self._on_collect_app_status)
-        # Exporters and the COS relations (their libraries load only where related).
-        self._observability = Observability(self)
+        # The COS relations (their libraries load only where related).
+        self._cos = CosRelations(self, self.processes)
 
     def make_workload(self) -> WorkloadPort:
         return PebbleWorkload(self.unit.get_container(CONTAINER), self.processes)
@@ -97,8 +102,28 @@ class PgBouncerK8sCharm(ops.CharmBase):
         effects = HookPlanner().plan(hook, gather(adapters, hook))
         reasons = EffectApplier(adapters).apply(effects, event)
         # Then the metrics plan (exporters, stats user) on the files as they now are.
-        reasons += self._observability.reconcile(adapters, event)
+        reasons += self._metrics(adapters, event)
         self._reasons = [*(self._reasons or []), *reasons]
+
+    def _metrics(self, adapters: Adapters, event: ops.EventBase) -> list[StatusReason]:
+        """Gather, plan, apply for the exporters; a second pass plans with a new password."""
+        reasons: list[StatusReason] = []
+        for _ in range(2):
+            try:
+                view = gather_metrics(adapters)
+                effects = plan_metrics(view) if view is not None else []
+            except InvalidInput as err:
+                # listen_port on a metrics port: no retry fixes it, the operator must act.
+                logger.error("metrics: %s", err)
+                return [*reasons, StatusReason(Severity.BLOCKED, f"metrics: {first_line(err)}")]
+            except (WorkloadUnavailable, StoreUnavailable, ops.ModelError) as err:
+                logger.warning("metrics: %s; deferring", err)
+                event.defer()
+                return [*reasons, StatusReason(Severity.WAITING, f"metrics: {first_line(err)}")]
+            reasons += EffectApplier(adapters).apply(effects, event)
+            if GenerateStatsPassword() not in effects:
+                break
+        return reasons
 
     # --- status ------------------------------------------------------------------------------
 

@@ -26,15 +26,19 @@ from adapters.juju.backend import (
     read_backend_view,
 )
 from adapters.juju.clients import CLIENT_RELATION, ClientRelations, read_client_view
+from adapters.juju.cos import metrics_related
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.memory import UnitMemory
 from adapters.juju.peer_relation import PEER_RELATION, PeerRelation
 from adapters.juju.secret_store import StoreUnavailable, open_store
+from adapters.pebble.exporters import PebbleExporters
 from adapters.postgres.backend import PostgresBackend
-from domain.errors import InvalidCharmConfig, InvalidPeerData
+from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
 from domain.hook_view import BackendView, ClientView, EventKind, HookEvent, HookView
+from domain.observability import PROCESSES_KEY, STATS_PASSWORD_KEY, MetricsView
 from domain.peer_data import StoreContents, UnitPeerData
 from domain.peer_sync import PeerView, WorkloadFiles
+from domain.pgb_config import parse_pgb_ini
 from domain.pgb_version import InvalidPgbVersion, PgbVersion, parse_version_output
 from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
 
@@ -67,6 +71,10 @@ class Adapters:
                 raise StoreUnavailable(f"the {PEER_RELATION} relation does not exist yet")
             self._store = open_store(self.model, self.peers.relation, self.model.unit.is_leader())
         return self._store
+
+    def exporters(self) -> PebbleExporters:
+        """The exporters in the pgbouncer container (their .pgpass file and services)."""
+        return PebbleExporters(self.model.unit.get_container("pgbouncer"))
 
     def backend_relation(self) -> ops.Relation | None:
         if self.broken is not None and self.broken.name == BACKEND_RELATION:
@@ -258,3 +266,29 @@ def _files(workload: WorkloadPort) -> WorkloadFiles | None:
     except WorkloadUnavailable as err:
         logger.warning("workload unreachable: %s", err)
         return None
+
+
+def gather_metrics(adapters: Adapters) -> MetricsView | None:
+    """What decides this hook's metrics work, read after the hook's other effects (the
+    files as they now are); None when no Prometheus is related or nothing can be done."""
+    model, relation = adapters.model, adapters.peers.relation
+    if relation is None or not metrics_related(model):
+        return None
+    if not model.unit.get_container("pgbouncer").can_connect():
+        return None
+    workload = adapters.workload
+    cfg_text = workload.read_cfg()
+    try:
+        cfg = parse_pgb_ini(cfg_text) if cfg_text is not None else None
+    except InvalidInput:
+        cfg = None  # the hook's plan reports an invalid file
+    return MetricsView(
+        is_leader=model.unit.is_leader(),
+        processes=adapters.processes,
+        stats_password=adapters.store().read().get(STATS_PASSWORD_KEY),
+        cfg=cfg,
+        auth=workload.read_auth(),
+        passfile=adapters.exporters().read_passfile(),
+        backend_credentials=has_credentials(model),
+        published_processes=relation.data[model.unit].get(PROCESSES_KEY),
+    )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 import attrs
 
@@ -247,6 +248,8 @@ PROCESSES_KEY = "pgbouncer_processes"
 
 class _MetricsEffect:
     __slots__ = ()
+    # As domain.effects: a failure stops the list (nothing here is a best-effort clean-up).
+    best_effort: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
