@@ -69,17 +69,17 @@ class InvalidStatsPassword(InvalidInput):
 
 def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name}: {value!r} is not an integer >= 1")
+        raise InvalidInput(f"{attribute.name}: {value!r} is not an integer >= 1")
 
 
 def _port(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError(f"{attribute.name}: {value!r} is not a port (1-65535)")
+        raise InvalidInput(f"{attribute.name}: {value!r} is not a port (1-65535)")
 
 
 def _index(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attribute.name}: {value!r} is not an integer >= 0")
+        raise InvalidInput(f"{attribute.name}: {value!r} is not an integer >= 0")
 
 
 def check_stats_password(password: str) -> None:
@@ -188,12 +188,12 @@ def with_stats_users(cfg: PgbConfig) -> PgbConfig:
 
 def _unit_name(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if _UNIT_NAME.fullmatch(value) is None:
-        raise ValueError(f"{attribute.name}: {value!r} is not a Juju unit name")
+        raise InvalidInput(f"{attribute.name}: {value!r} is not a Juju unit name")
 
 
 def _hostname(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if _HOSTNAME.fullmatch(value) is None:
-        raise ValueError(f"{attribute.name}: {value!r} is not a DNS hostname")
+        raise InvalidInput(f"{attribute.name}: {value!r} is not a DNS hostname")
 
 
 @attrs.frozen

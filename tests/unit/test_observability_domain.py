@@ -166,5 +166,5 @@ def test_no_unit_no_job():
     ],
 )
 def test_unit_targets_check_themselves(unit, hostname, processes):
-    with pytest.raises(ValueError, match="is not"):
+    with pytest.raises(InvalidInput, match="is not"):
         UnitTargets(unit, hostname, processes)

@@ -24,6 +24,7 @@ import ops
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.peer_relation import PEER_RELATION
 from adapters.pebble.exporters import PebbleExporters
+from domain.errors import InvalidInput
 from domain.observability import PROCESSES_KEY, UnitTargets, scrape_jobs
 from domain.ports import WorkloadUnavailable
 
@@ -124,8 +125,11 @@ class CosRelations(ops.Object):
         relation = charm.model.get_relation(PEER_RELATION)
         for unit in relation.units if relation else ():
             data = relation.data[unit] if relation else {}
+            count = data.get(PROCESSES_KEY, "")
             try:
-                units.append(UnitTargets(unit.name, data["hostname"], int(data[PROCESSES_KEY])))
-            except (KeyError, ValueError) as err:
+                if not (count.isascii() and count.isdigit()):
+                    raise InvalidInput(f"{PROCESSES_KEY}: {count!r} is not a process count")
+                units.append(UnitTargets(unit.name, data.get("hostname", ""), int(count)))
+            except InvalidInput as err:
                 logger.debug("no scrape targets for %s yet: %s", unit.name, err)
         return scrape_jobs(units)
