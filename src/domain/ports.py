@@ -72,6 +72,15 @@ class SecretStorePort(Protocol):
         """Every key the store holds now (empty when the store does not exist yet)."""
         ...
 
+    def plain(self) -> dict[str, str]:
+        """The store's keys in plain text in the application databag (the whole store without
+        Juju secrets; leftovers of the seed's layout with them)."""
+        ...
+
+    def secret_content(self) -> dict[str, str] | None:
+        """The Juju secret's content; None without one (or on a Juju without secrets)."""
+        ...
+
     def update(self, changes: dict[str, str | None]) -> None:
         """Set the given keys; a value of None removes the key. Leader only."""
         ...

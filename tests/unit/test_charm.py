@@ -321,7 +321,7 @@ def test_changed_leader_publishes_config_and_hostname(folder):
     out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     app_data = out.get_relation(peer.id).local_app_data
-    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0}
+    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0, "schema_version": "2"}
 
 
 def test_changed_leader_rescheduled_restores_both_files_from_peer_data(folder):
@@ -392,7 +392,13 @@ def test_leader_storing_auth_publishes_a_store_digest_not_the_auth(folder):
 
     assert out.get_secret(label=SECRET_LABEL).latest_content == {"auth-file": AUTH_B}
     app_data = out.get_relation(peer.id).local_app_data
-    assert set(app_data) == {"cfg_file", "leader_hostname", SECRET_ID_KEY, "store_digest"}
+    assert set(app_data) == {
+        "cfg_file",
+        "leader_hostname",
+        SECRET_ID_KEY,
+        "store_digest",
+        "schema_version",
+    }
     assert "relation_id_4" not in "".join(app_data.values())
 
 

@@ -15,15 +15,22 @@ The store holds the auth file and the client relations' passwords under the cont
 - ``DatabagSecretStore``: Juju without secrets. The keys sit in the application databag
   exactly as the seed's interface table shows.
 
+Leaving the seed's layout (``domain.store_migration``): where Juju has secrets, the application
+databag may still hold the store's keys in plain text, left by an older revision. The secret
+store reads them too (``read`` merges them under the secret's values, so every unit sees every
+credential at any point of the migration), and the leader moves them (``move_to_secret``, then
+``drop_plain``). ``update`` writes what the store holds, plain leftovers included, into the
+secret, and a key it removes goes from both places.
+
 Both raise ``StoreUnavailable`` (never an ops error) when the store cannot be read or written.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import ops
 
-from adapters.errors import first_line
 from domain.peer_data import content_digest, is_store_key
+from domain.store_migration import merge_store, plain_credentials
 
 SECRET_LABEL = "pgb-peers-store"
 SECRET_ID_KEY = "secret_id"
@@ -50,6 +57,14 @@ class DatabagSecretStore:
 
     def read(self) -> dict[str, str]:
         return {key: value for key, value in self._databag.items() if is_store_key(key)}
+
+    def plain(self) -> dict[str, str]:
+        """The store's keys in the application databag: here, the whole store."""
+        return self.read()
+
+    def secret_content(self) -> dict[str, str] | None:
+        """No secret on a Juju without secrets."""
+        return None
 
     def update(self, changes: Mapping[str, str | None]) -> None:
         for key, value in changes.items():
@@ -87,35 +102,68 @@ class JujuSecretStore:
                 raise StoreUnavailable(f"secret {secret_id} not found") from None
             return None
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot get the peer secret: {first_line(err)}") from None
+            raise StoreUnavailable(f"cannot get the peer secret: {_first_line(err)}") from None
         return self._handle
 
-    def read(self) -> dict[str, str]:
+    def plain(self) -> dict[str, str]:
+        """The store's keys still in plain text in the application databag (seed's layout)."""
+        return plain_credentials(self._databag)
+
+    def secret_content(self) -> dict[str, str] | None:
+        """The secret's content with the contract's key names; None when there is no secret."""
         if self._content is None:
             secret = self._secret()
             if secret is None:
-                return {}
+                return None
             try:
                 # The owner sees its newest revision with peek; others refresh to track it.
                 content = (
                     secret.peek_content() if self._is_leader else secret.get_content(refresh=True)
                 )
             except (ops.SecretNotFoundError, ops.ModelError) as err:
-                raise StoreUnavailable(f"cannot read the peer secret: {first_line(err)}") from None
-            self._content = {_from_secret_key(key): value for key, value in content.items()}
+                raise StoreUnavailable(
+                    f"cannot read the peer secret: {_first_line(err)}"
+                ) from None
+            # Only the store's keys: the placeholder of an emptied secret is not one.
+            renamed = {_from_secret_key(key): value for key, value in content.items()}
+            self._content = {key: value for key, value in renamed.items() if is_store_key(key)}
         return dict(self._content)
 
+    def read(self) -> dict[str, str]:
+        """What the store holds: the secret's values, and plain leftovers it lacks."""
+        return merge_store(self.plain(), self.secret_content())
+
     def update(self, changes: Mapping[str, str | None]) -> None:
-        secret = self._secret()
-        current = self.read() if secret is not None else {}
-        wanted = dict(current)
+        current = self.secret_content()
+        wanted = merge_store(self.plain(), current)
         for key, value in changes.items():
             if value is None:
                 wanted.pop(key, None)
             else:
                 wanted[key] = value
-        if secret is not None and wanted == current:
-            return
+        if current is None or wanted != current:
+            self._write(wanted)
+        # A removed key goes from the plain databag too, or a merged read would bring it back.
+        self.drop_plain([key for key, value in changes.items() if value is None])
+
+    def move_to_secret(self, values: Mapping[str, str]) -> None:
+        """Write these values into the secret unchanged, keeping what it holds already."""
+        current = self.secret_content() or {}
+        wanted = {**values, **current}
+        if wanted != current:
+            self._write(wanted)
+
+    def drop_plain(self, keys: Iterable[str]) -> None:
+        """Delete store keys from the application databag (leader only)."""
+        try:
+            for key in keys:
+                if is_store_key(key) and key in self._databag:
+                    del self._databag[key]
+        except ops.ModelError as err:
+            raise StoreUnavailable(f"cannot write the peer databag: {_first_line(err)}") from None
+
+    def _write(self, wanted: Mapping[str, str]) -> None:
+        secret = self._secret()
         content = {_to_secret_key(key): value for key, value in wanted.items()}
         try:
             if secret is None:
@@ -131,9 +179,9 @@ class JujuSecretStore:
             if self._databag.get(SECRET_ID_KEY) != secret.id and secret.id:
                 self._databag[SECRET_ID_KEY] = secret.id
             self._databag[STORE_DIGEST_KEY] = _content_digest(content)
-            self._handle, self._content = secret, wanted
+            self._handle, self._content = secret, dict(wanted)
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot write the peer secret: {first_line(err)}") from None
+            raise StoreUnavailable(f"cannot write the peer secret: {_first_line(err)}") from None
 
 
 def open_store(
@@ -147,3 +195,7 @@ def open_store(
 
 def _content_digest(content: Mapping[str, str]) -> str:
     return content_digest("\n".join(f"{key}={content[key]}" for key in sorted(content)))
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__

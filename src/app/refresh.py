@@ -1,0 +1,111 @@
+"""The first steps of every hook after a refresh: the peer schema, and leaving the seed's layout.
+
+``RefreshSteps.on_hook`` observes every event the charm observes, registered before any other
+observer, so it runs first in whatever hook comes first after ``juju refresh`` (usually
+``upgrade-charm``, but a leader may meet the data first in any hook). Once per hook it:
+
+1. checks the published ``schema_version`` (``domain.peer_schema``). Data of a newer schema
+   (a newer revision leads, or a rollback) is not adopted: ``readable`` is False, the peer
+   handlers keep the files the unit runs, and the status says why;
+2. on the leader, carries out the store migration's steps (``domain.store_migration``): the
+   status shows it while it runs (``status-set`` takes effect at once in Juju, before the
+   hook's final status), each step goes through the secret store adapter, and a step that fails
+   stops the rest and becomes a waiting reason; the next hook plans again from what it finds;
+3. on the leader, once no plain credential is left, publishes this revision's schema version.
+
+It needs no deferral: every leader hook plans the migration again, update-status included.
+"""
+
+import logging
+from collections.abc import Callable
+
+import ops
+
+from adapters.juju.peer_relation import PEER_RELATION
+from adapters.juju.secret_store import JujuSecretStore, StoreUnavailable
+from domain.peer_schema import SCHEMA_VERSION_KEY, SchemaCheck, check_schema
+from domain.ports import SecretStorePort
+from domain.status import Severity, StatusReason
+from domain.store_migration import (
+    DropPlainCredentials,
+    MoveToSecret,
+    ReportMigration,
+    plan_store_migration,
+)
+
+logger = logging.getLogger(__name__)
+
+MIGRATION_FAILED = "moving plain-text credentials into the peer secret failed"
+
+
+class RefreshSteps(ops.Object):
+    def __init__(
+        self,
+        charm: ops.CharmBase,
+        store: Callable[[], SecretStorePort],
+        reasons: list[StatusReason],
+    ):
+        super().__init__(charm, "refresh")
+        self._charm = charm
+        self._store = store
+        self._reasons = reasons
+        self.schema: SchemaCheck = SchemaCheck(readable=True)
+        self._done = False
+
+    def on_hook(self, _event: ops.EventBase) -> None:
+        if self._done:
+            return  # deferred events re-emitted before this hook's own: once is enough
+        self._done = True
+        relation = self._charm.model.get_relation(PEER_RELATION)
+        if relation is None:
+            return
+        is_leader = self._charm.unit.is_leader()
+        databag = relation.data[self._charm.app]
+        self.schema = check_schema(databag.get(SCHEMA_VERSION_KEY), is_leader)
+        if not self.schema.readable:
+            if self.schema.reason is not None:
+                logger.warning("%s", self.schema.reason.message)
+                self._reasons.append(self.schema.reason)
+            return
+        if not is_leader:
+            return
+        if not self._migrate(self._store()):
+            return
+        if self.schema.publish is not None:
+            databag[SCHEMA_VERSION_KEY] = str(self.schema.publish)
+
+    def _migrate(self, store: SecretStorePort) -> bool:
+        """Carry out the migration's steps; True when none is left."""
+        try:
+            steps = plan_store_migration(
+                store.plain(),
+                store.secret_content(),
+                has_secrets=isinstance(store, JujuSecretStore),
+                is_leader=True,
+            )
+            for step in steps:
+                match step:
+                    case ReportMigration(reason):
+                        logger.info("%s", reason.message)
+                        self._charm.unit.status = ops.MaintenanceStatus(reason.message)
+                    case MoveToSecret(values) if isinstance(store, JujuSecretStore):
+                        store.move_to_secret(dict(values))
+                    case DropPlainCredentials(keys) if isinstance(store, JujuSecretStore):
+                        store.drop_plain(keys)
+                    case _:
+                        raise StoreUnavailable(
+                            f"{type(step).__name__} needs the Juju secret store"
+                        )
+        except (StoreUnavailable, ops.ModelError) as err:
+            message = f"{MIGRATION_FAILED}: {_first_line(err)}; retrying on the next hook"
+            logger.warning("%s", message)
+            self._reasons.append(StatusReason(Severity.WAITING, message))
+            return False
+        if steps:
+            logger.info("plain-text credentials moved into the peer secret")
+        return True
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err)
+    return text.splitlines()[0] if text else type(err).__name__
