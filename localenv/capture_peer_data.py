@@ -61,7 +61,9 @@ def capture(juju_version: str) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Record the peer relation data a revision of the charm leaves."
+    )
     parser.add_argument("--tree", required=True, help="the revision's source tree")
     parser.add_argument("--commit", required=True, help="the revision's commit hash")
     args = parser.parse_args()

@@ -50,6 +50,13 @@ Juju semantics, as modelled
   ``elect`` moves the lead and queues leader-elected on the new leader. ``reschedule`` wipes
   a unit's container (a new pod) and queues pebble-ready.
 
+**Refresh** (``juju refresh``). ``restore(...)`` loads a running model as a revision left it
+(databags, secrets, files in the containers, pgbouncer running). ``refresh(n, runner)``
+replaces unit ``n``'s pod: its container starts empty, and upgrade-charm, config-changed and
+pebble-ready are queued. From then on it runs the charm of ``runner`` (a ``RevisionRunner``:
+another revision in its own process) or, with None, this tree's charm; a unit can also start
+on another revision (``set_revision``), which is how a model of mixed revisions is built.
+
 Not modelled: install, start, stop and remove, leader-settings-changed and the secret hooks
 (the charm observes none of them, and Juju sends no secret-changed for the application's own
 secret), the dying unit's own hooks, and upgrades. Pebble answers from a unit's first hook
@@ -106,6 +113,7 @@ from domain.status import Severity
 from domain.sync_status import sync_summary
 from localenv.fake_workload import FakeWorkload
 from localenv.postgres_cluster import PostgresCluster
+from localenv.revision_runner import RevisionError, RevisionRunner
 
 APP = "pgbouncer-k8s"
 PEER = "pgb-peers"
@@ -154,8 +162,11 @@ LEADER_ELECTED = "leader_elected"
 CONFIG_CHANGED = "config_changed"
 PEBBLE_READY = "pebble_ready"
 UPDATE_STATUS = "update_status"
+UPGRADE_CHARM = "upgrade_charm"
 _PER_REMOTE = frozenset({JOINED, CHANGED, DEPARTED})
-_ONCE_PER_UNIT = frozenset({CONFIG_CHANGED, UPDATE_STATUS, PEBBLE_READY, LEADER_ELECTED})
+_ONCE_PER_UNIT = frozenset(
+    {CONFIG_CHANGED, UPDATE_STATUS, PEBBLE_READY, LEADER_ELECTED, UPGRADE_CHARM}
+)
 _RELATION_KINDS = frozenset({CREATED, JOINED, CHANGED, DEPARTED})
 CLIENT = "database"
 CLIENT_SECRET_FIELDS = '["username", "password", "uris"]'
@@ -360,6 +371,8 @@ class MultiUnitModel:
         self._next_relation_id = BACKEND_RELATION_ID + 1
         self._foreign_secrets: dict[str, testing.Secret] = {}
         self._last_out: dict[int, testing.State] = {}
+        # Units running another revision of the charm, in its own process.
+        self._runners: dict[int, RevisionRunner] = {}
         self._contexts: dict[int, testing.Context[LocalPgBouncerCharm]] = {}
         self._charm_root: str | None = None
         self._own_base = base_dir is None and real
@@ -625,6 +638,74 @@ class MultiUnitModel:
         elif isinstance(old, FakeWorkload):
             old.wipe()  # the same object keeps counting across the new pod
         self._enqueue(Pending(n, PEBBLE_READY))
+
+    def set_revision(self, n: int, runner: RevisionRunner | None) -> None:
+        """Unit ``n``'s next hooks run the charm of ``runner`` (None: this tree's)."""
+        self._check_live(n)
+        if runner is None:
+            self._runners.pop(n, None)
+        else:
+            self._runners[n] = runner
+
+    def revision(self, n: int) -> str:
+        """Which charm unit ``n`` runs: ``current`` or the other revision's tree."""
+        runner = self._runners.get(n)
+        return runner.tree if runner is not None else "current"
+
+    def refresh(self, n: int, runner: RevisionRunner | None = None) -> None:
+        """``juju refresh`` reaching unit ``n``: a new pod (empty container, nothing running)
+        running ``runner``'s charm (None: this tree's); upgrade-charm, config-changed and
+        pebble-ready are queued."""
+        self._check_live(n)
+        old = self.workload(n)
+        self._retire(n, old)
+        if isinstance(old, LocalWorkload):
+            shutil.rmtree(old.base_dir, ignore_errors=True)
+            self._workloads[self.unit_name(n)] = self._new_workload(n)
+        elif isinstance(old, FakeWorkload):
+            old.wipe()
+        self.set_revision(n, runner)
+        self._deferred[n] = []  # a new pod: the charm's local state starts afresh
+        self._stored[n] = frozenset()
+        for kind in (UPGRADE_CHARM, CONFIG_CHANGED, PEBBLE_READY):
+            self._enqueue(Pending(n, kind))
+
+    def restore(
+        self,
+        units: list[int],
+        leader: int,
+        app_data: Mapping[str, str],
+        unit_data: Mapping[int, Mapping[str, str]],
+        secrets: list[tuple[str, str | None, Mapping[str, str]]],
+        files: Mapping[int, tuple[str | None, str | None]],
+    ) -> None:
+        """Load a running model as a revision left it: every unit in scope and known to the
+        others, the application databag, each unit's databag, the application's secrets
+        (id, label, content; tracked by every unit), and each unit's files (cfg, auth) with
+        pgbouncer running on them (fake workloads only). Nothing is queued."""
+        if self._live:
+            raise RuntimeError("restore needs a model without units")
+        if self.real:
+            raise RuntimeError("restore runs fake workloads (real=False)")
+        for n in units:
+            self._workloads[self.unit_name(n)] = workload = FakeWorkload(self.unit_name(n))
+            workload.cfg, workload.auth = files.get(n, (None, None))
+            if workload.cfg is not None:
+                workload.running = True
+                workload.loaded = (workload.cfg, workload.auth)
+            self._live.append(n)
+            self._scope.append(n)
+            self._known[n] = {m for m in units if m != n}
+            self._unit_data[n] = dict(unit_data.get(n, {}))
+            self._deferred[n] = []
+            self._stored[n] = frozenset()
+            self._tracked[n] = {sid: dict(content) for sid, _label, content in secrets}
+        self._next_id = max(units) + 1
+        self._secrets = {
+            sid: _SecretRecord(label, dict(content), 1) for sid, label, content in secrets
+        }
+        self._app_data = dict(app_data)
+        self._leader = self._app_writer = leader
 
     def setup_backend(self, auth: str) -> None:
         """Stand-in for the backend handler: the auth file lands in the leader's container
@@ -1054,6 +1135,8 @@ class MultiUnitModel:
             return ctx.on.pebble_ready(state.get_container(CONTAINER))
         if kind == UPDATE_STATUS:
             return ctx.on.update_status()
+        if kind == UPGRADE_CHARM:
+            return ctx.on.upgrade_charm()
         raise ValueError(f"unknown event kind {kind!r}")
 
     def _deliver(self, event: Pending) -> None:
@@ -1067,8 +1150,31 @@ class MultiUnitModel:
         if peer_event and event.kind == DEPARTED and event.remote is not None:
             self._known[n].discard(event.remote)
         state, _peer, _container = self._state(n)
-        ctx = self._context(n)
         name = self.unit_name(n)
+        runner = self._runners.get(n)
+        if runner is not None:
+            workload = self.workload(n)
+            try:
+                out, workload, logs = runner.run(
+                    n, (event.kind, event.remote, event.relation), state, workload
+                )
+            except RevisionError as err:
+                raise HookFailed(
+                    f"{event.describe()} raised in {runner.tree}:\n{err}{self._recent()}"
+                ) from err
+            self._workloads[name] = workload
+            self._last_logs[n] = logs
+        else:
+            out = self._run_here(n, event, state)
+        self.metrics.hook_runs[(name, event.kind)] += 1
+        for deferred in out.deferred:
+            self.metrics.deferrals[(name, deferred.name)] += 1
+            self.metrics.deferred_events.add((name, deferred.handle_path))
+        self._absorb(n, event, out)
+        self.log.append(Delivery(len(self.log) + 1, event, len(out.deferred), self.unit_status(n)))
+
+    def _run_here(self, n: int, event: Pending, state: testing.State) -> testing.State:
+        ctx = self._context(n)
         try:
             out = ctx.run(self._event(ctx, event, state), state)
         except Exception as err:
@@ -1080,12 +1186,7 @@ class MultiUnitModel:
         finally:
             self._last_logs[n] = [f"{line.level} {line.message}" for line in ctx.juju_log]
             _forget_history(ctx)
-        self.metrics.hook_runs[(name, event.kind)] += 1
-        for deferred in out.deferred:
-            self.metrics.deferrals[(name, deferred.name)] += 1
-            self.metrics.deferred_events.add((name, deferred.handle_path))
-        self._absorb(n, event, out)
-        self.log.append(Delivery(len(self.log) + 1, event, len(out.deferred), self.unit_status(n)))
+        return out
 
     def _context(self, n: int) -> testing.Context[LocalPgBouncerCharm]:
         """Unit ``n``'s ``Context``, made once: a Context owns a folder, and a fixed charm
