@@ -44,3 +44,18 @@ def test_the_audit_reads_pebble_plans_and_learns_the_stats_password():
     assert audit.leaks() == [
         "pebble plan pgbouncer pgbouncer_exporter_0 command contains a credential (32 chars)"
     ]
+
+
+def test_the_audit_counts_a_credential_the_run_wrote_not_one_it_was_given():
+    from ops import testing
+
+    password = "Z4OtFCe6r5HG6mk1XuR6LkwZ"
+    given = testing.PeerRelation("pgb-peers", id=2, local_app_data={"relation_id_4": password})
+    before = testing.State(relations={given})
+    kept = Audit()
+    kept.record_run(before, before, [], has_secrets=True)
+    assert kept.leaks() == []
+    written = Audit()
+    moved = testing.PeerRelation("pgb-peers", id=2, local_app_data={"note": password})
+    written.record_run(before, testing.State(relations={moved}), [], has_secrets=True)
+    assert written.leaks() == ["pgb-peers app databag[note] contains a credential (24 chars)"]

@@ -154,11 +154,26 @@ class JujuSecretStore:
             self._write(wanted)
 
     def drop_plain(self, keys: Iterable[str]) -> None:
-        """Delete store keys from the application databag (leader only)."""
+        """Delete store keys from the application databag (leader only).
+
+        First the databag must name the secret that holds them (a hook may have stopped
+        after creating the secret and before recording its ID): followers find it by the ID,
+        and the new digest wakes them.
+        """
+        keys = [key for key in keys if is_store_key(key) and key in self._databag]
+        if not keys:
+            return
+        secret, content = self._secret(), self.secret_content()
         try:
+            if secret is not None and content is not None:
+                secret_id = _id_of(secret)
+                if secret_id and self._databag.get(SECRET_ID_KEY) != secret_id:
+                    self._databag[SECRET_ID_KEY] = secret_id
+                digest = _content_digest({_to_secret_key(k): v for k, v in content.items()})
+                if self._databag.get(STORE_DIGEST_KEY) != digest:
+                    self._databag[STORE_DIGEST_KEY] = digest
             for key in keys:
-                if is_store_key(key) and key in self._databag:
-                    del self._databag[key]
+                del self._databag[key]
         except ops.ModelError as err:
             raise StoreUnavailable(f"cannot write the peer databag: {_first_line(err)}") from None
 
@@ -176,8 +191,9 @@ class JujuSecretStore:
                 # A secret cannot be empty: keep one placeholder key rather than delete it,
                 # so followers keep tracking the same secret.
                 secret.set_content({"empty": "true"})
-            if self._databag.get(SECRET_ID_KEY) != secret.id and secret.id:
-                self._databag[SECRET_ID_KEY] = secret.id
+            secret_id = _id_of(secret)
+            if secret_id and self._databag.get(SECRET_ID_KEY) != secret_id:
+                self._databag[SECRET_ID_KEY] = secret_id
             self._databag[STORE_DIGEST_KEY] = _content_digest(content)
             self._handle, self._content = secret, dict(wanted)
         except ops.ModelError as err:
@@ -195,6 +211,11 @@ def open_store(
 
 def _content_digest(content: Mapping[str, str]) -> str:
     return content_digest("\n".join(f"{key}={content[key]}" for key in sorted(content)))
+
+
+def _id_of(secret: ops.Secret) -> str | None:
+    """The secret's ID; one found by its label alone learns it from secret-info-get."""
+    return secret.id or secret.get_info().id
 
 
 def _first_line(err: Exception) -> str:
