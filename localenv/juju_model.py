@@ -59,9 +59,10 @@ on another revision (``set_revision``), which is how a model of mixed revisions 
 
 Not modelled: install, start, stop and remove, leader-settings-changed and the secret hooks
 (the charm observes none of them, and Juju sends no secret-changed for the application's own
-secret), the dying unit's own hooks, and upgrade-charm outside ``refresh``. Pebble answers from a unit's first hook
-(its container is reachable unless ``set_reachable`` says otherwise); pebble-ready still
-arrives as a hook of its own, at any point after relation-created.
+secret), the dying unit's own hooks, and upgrade-charm outside ``refresh``. Pebble answers
+from a unit's first hook (its container is reachable unless ``set_reachable`` says
+otherwise); pebble-ready still arrives as a hook of its own, at any point after
+relation-created.
 
 Relations with other applications, two ways:
 
