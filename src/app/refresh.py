@@ -77,9 +77,12 @@ class RefreshSteps(ops.Object):
     def _migrate(self, store: SecretStorePort) -> bool:
         """Carry out the migration's steps; True when none is left."""
         try:
+            plain = store.plain()
+            # The secret is read only when there is something to move: most hooks cost no
+            # secret-get here.
             steps = plan_store_migration(
-                store.plain(),
-                store.secret_content(),
+                plain,
+                store.secret_content() if plain else None,
                 has_secrets=isinstance(store, JujuSecretStore),
                 is_leader=True,
             )
