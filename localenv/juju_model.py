@@ -671,6 +671,15 @@ class MultiUnitModel:
         for kind in (UPGRADE_CHARM, CONFIG_CHANGED, PEBBLE_READY):
             self._enqueue(Pending(n, kind))
 
+    def upgrade_juju(self, juju_version: str) -> None:
+        """The controller and model move to another Juju version (e.g. 2.9 to 3, which brings
+        secrets); nothing is queued: the units' next hooks see it."""
+        self.juju_version = juju_version
+        self.has_secrets = ops.JujuVersion(juju_version).has_secrets
+        for ctx in self._contexts.values():
+            ctx.close()
+        self._contexts.clear()
+
     def restore(
         self,
         units: list[int],

@@ -19,8 +19,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.postgres.auth_setup import make_dsn, remove_auth
+from domain.backend import auth_user_for
 from domain.peer_data import is_store_key
 from localenv.juju_model import CONFIG_CHANGED, UPGRADE_CHARM, MultiUnitModel
+from localenv.net import free_port
+from localenv.postgres_cluster import PostgresCluster, psql
+from localenv.processes import pgrep
 from localenv.revision_runner import RevisionRunner, checkout
 
 PREVIOUS = "9b624b0"
@@ -179,6 +184,77 @@ def test_a_refreshed_follower_takes_the_plain_auth_file_before_the_leader_moved_
         assert peer_secret(model) == store
         assert model.divergence() == []
         assert_serving(model, recorded["app_data"]["cfg_file"], store["auth_file"])
+
+
+@pytest.fixture
+def served(postgres: PostgresCluster) -> Iterator[MultiUnitModel]:
+    """Three units on real pgbouncer processes, on a Juju without secrets (2.9), serving a real
+    client from a real backend: the seed's layout, made by this revision. At teardown nothing
+    runs and what the charm made on the session's PostgreSQL is gone."""
+    with MultiUnitModel(
+        3,
+        real=True,
+        processes=2,
+        backend=False,
+        juju_version=JUJU_2,
+        config={"listen_port": free_port()},
+    ) as model:
+        yield model
+    assert pgrep(model.base_dir) == [], "pgbouncer processes left running"
+    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
+    for database in (CLIENT_DB, "pgbouncer-k8s"):
+        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    for (role,) in [r.split("|") for r in postgres.psql(CLIENT_ROLES).split()]:
+        postgres.psql(f"DROP OWNED BY {role}")
+        postgres.psql(f"DROP ROLE {role}")
+    remove_auth(superuser, auth_user_for(postgres.superuser), ["postgres"])
+
+
+CLIENT_DB = "refresh_db"
+CLIENT_ROLES = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'relation\\_id\\_%'"
+
+
+@pytest.mark.real
+def test_a_client_keeps_its_password_through_juju_3_and_the_refresh(
+    served: MultiUnitModel, postgres: PostgresCluster
+) -> None:
+    """Juju 2.9 without secrets: the credentials are in plain text, as in the seed. Juju moves
+    to 3 and the charm is refreshed unit by unit: the client's password moves into the secret
+    unchanged, and the client connects through every unit with the password it was given."""
+    model = served
+    model.settle(random.Random(0), allow_deferred=True)
+    model.relate_backend(postgres)
+    model.settle(random.Random(1))
+    relation_id = model.relate_client("refresh-client", CLIENT_DB)
+    model.settle(random.Random(2))
+    client = model.client_credentials(relation_id)
+    key = f"relation_id_{relation_id}"
+    assert model.app_data[key] == client["password"], "the seed's layout: plain in the databag"
+    store = {k: v for k, v in model.app_data.items() if is_store_key(k)}
+
+    def connect_everywhere() -> None:
+        port = int(model.config["listen_port"])
+        for n in model.units:
+            for index in range(2):
+                folder = model.local_workload(n).instance_dir(index)
+                result = psql(
+                    "SELECT current_user",
+                    host=folder,
+                    port=port,
+                    user=client["username"],
+                    password=client["password"],
+                    dbname=CLIENT_DB,
+                )
+                assert result == client["username"], (n, index)
+
+    connect_everywhere()
+    model.upgrade_juju(JUJU_3)
+    rolling_refresh(model, 3)
+
+    assert databag_leaks(model, store) == []
+    assert peer_secret(model) == store
+    assert model.divergence() == []
+    connect_everywhere()
 
 
 def test_refresh_from_the_seed_layout_without_juju_secrets_keeps_the_layout() -> None:
