@@ -4,9 +4,11 @@
 observer, so it runs first in whatever hook comes first after ``juju refresh`` (usually
 ``upgrade-charm``, but a leader may meet the data first in any hook). Once per hook it:
 
-1. checks the published ``schema_version`` (``domain.peer_schema``). Data of a newer schema
-   (a newer revision leads, or a rollback) is not adopted: ``readable`` is False, the peer
-   handlers keep the files the unit runs, and the status says why;
+1. writes the schema version its revision speaks into its unit databag, and checks the
+   published ``schema_version`` (``domain.peer_schema``). Data of a newer schema (a newer
+   revision leads, or led) is not adopted: ``readable`` is False, the peer handlers keep the
+   files the unit runs, and the status says why; a leader that no other unit's version
+   outranks (a rollback completed) takes over and publishes its own version;
 2. on the leader, carries out the store migration's steps (``domain.store_migration``): the
    status shows it while it runs (``status-set`` takes effect at once in Juju, before the
    hook's final status), each step goes through the secret store adapter, and a step that fails
@@ -23,7 +25,7 @@ import ops
 
 from adapters.juju.peer_relation import PEER_RELATION
 from adapters.juju.secret_store import JujuSecretStore, StoreUnavailable
-from domain.peer_schema import SCHEMA_VERSION_KEY, SchemaCheck, check_schema
+from domain.peer_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SchemaCheck, check_schema
 from domain.ports import SecretStorePort
 from domain.status import Severity, StatusReason
 from domain.store_migration import (
@@ -61,10 +63,18 @@ class RefreshSteps(ops.Object):
             return
         is_leader = self._charm.unit.is_leader()
         databag = relation.data[self._charm.app]
-        self.schema = check_schema(databag.get(SCHEMA_VERSION_KEY), is_leader)
+        # What this unit's revision speaks, for a leader deciding whether a rollback is done.
+        self._set(relation.data[self._charm.unit], str(SCHEMA_VERSION))
+        peers = (
+            tuple(relation.data[unit].get(SCHEMA_VERSION_KEY) for unit in relation.units)
+            if is_leader
+            else ()
+        )
+        self.schema = check_schema(databag.get(SCHEMA_VERSION_KEY), is_leader, peers)
+        if self.schema.reason is not None:
+            logger.warning("%s", self.schema.reason.message)
         if not self.schema.readable:
             if self.schema.reason is not None:
-                logger.warning("%s", self.schema.reason.message)
                 self._reasons.append(self.schema.reason)
             return
         if not is_leader:
@@ -72,7 +82,17 @@ class RefreshSteps(ops.Object):
         if not self._migrate(self._store()):
             return
         if self.schema.publish is not None:
-            databag[SCHEMA_VERSION_KEY] = str(self.schema.publish)
+            self._set(databag, str(self.schema.publish))
+
+    @staticmethod
+    def _set(databag: ops.RelationDataContent, version: str) -> None:
+        """Write a schema version; a failure only delays it to the next hook."""
+        if databag.get(SCHEMA_VERSION_KEY) == version:
+            return
+        try:
+            databag[SCHEMA_VERSION_KEY] = version
+        except ops.ModelError as err:
+            logger.warning("cannot write %s yet: %s", SCHEMA_VERSION_KEY, _first_line(err))
 
     def _migrate(self, store: SecretStorePort) -> bool:
         """Carry out the migration's steps; True when none is left."""

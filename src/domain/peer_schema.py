@@ -2,8 +2,9 @@
 
 During ``juju refresh`` the pods are replaced one at a time, so units of two revisions share the
 relation for a while and either can lead. The leader writes ``schema_version`` into the
-application databag (an additive key: revisions before it ignore unknown keys); each unit
-checks it before it adopts anything.
+application databag, and every unit writes the version its revision speaks into its own unit
+databag under the same key (additive keys: revisions before them ignore unknown keys). Each
+unit checks the application's version before it adopts anything.
 
 Versions:
 
@@ -25,9 +26,13 @@ The rule:
    still read everything from ``OLDEST_READABLE``.
 3. A unit that finds a newer version (or a value that is not a version) adopts nothing: it keeps
    serving the files it has, says so in its status, and never fails the hook. A leader in that
-   case publishes nothing either (it never overwrites data it cannot read); the refresh (or
-   the rollback) completing brings every unit to one revision again.
-4. A leader raises the published version to its own, never lowers it.
+   case publishes nothing either while another unit speaks that newer version (it never
+   overwrites data a live unit of a newer revision wrote): the refresh completing brings every
+   unit to the newer revision.
+4. A leader raises the published version to its own. It lowers it only after a rollback has
+   completed, that is when no other unit's databag names a version above the leader's own: it
+   then takes over from the files it serves and publishes its own version (a unit databag
+   without the key is a revision from before the version, so version 1).
 """
 
 from __future__ import annotations
@@ -53,38 +58,53 @@ class SchemaCheck:
     reason: StatusReason | None = None
 
 
-def check_schema(published: str | None, is_leader: bool) -> SchemaCheck:
-    """Apply the rule to the raw ``schema_version`` value (None: the key is absent)."""
-    if published is None or published == "":
-        version = UNVERSIONED
-    elif published.isascii() and published.isdigit() and len(published) <= 6:
-        version = int(published)
+def _parse(value: str | None) -> int | None:
+    """A version number; None for a value that is not one. An absent key is ``UNVERSIONED``."""
+    if value is None or value == "":
+        return UNVERSIONED
+    if value.isascii() and value.isdigit() and len(value) <= 6:
+        return int(value)
+    return None
+
+
+def check_schema(
+    published: str | None, is_leader: bool, peer_versions: tuple[str | None, ...] = ()
+) -> SchemaCheck:
+    """Apply the rule to the raw ``schema_version`` of the application databag (None: the key
+    is absent), with the values the other units' databags hold (for a leader's rollback)."""
+    version = _parse(published)
+    if version is not None and OLDEST_READABLE <= version <= SCHEMA_VERSION:
+        wants_publish = is_leader and (published is None or version < SCHEMA_VERSION)
+        return SchemaCheck(readable=True, publish=SCHEMA_VERSION if wants_publish else None)
+    peers = [_parse(value) for value in peer_versions]
+    if is_leader and all(peer is not None and peer <= SCHEMA_VERSION for peer in peers):
+        # A rollback completed: nobody speaks the published version any more.
+        return SchemaCheck(
+            readable=True,
+            publish=SCHEMA_VERSION,
+            reason=StatusReason(
+                Severity.MAINTENANCE,
+                f"peer data of schema {(published or '')[:20]} has no "
+                f"unit left that reads it: publishing schema {SCHEMA_VERSION} from this unit's "
+                "files",
+            ),
+        )
+    if version is None:
+        reason = StatusReason(
+            Severity.BLOCKED,
+            f"peer data has schema_version {(published or '')[:20]!r}, not a number: "
+            "keeping the current files",
+        )
+    elif version > SCHEMA_VERSION:
+        reason = StatusReason(
+            Severity.WAITING,
+            f"peer data is schema {version}, newer than this revision's {SCHEMA_VERSION}: "
+            "keeping the current files until the refresh completes",
+        )
     else:
-        return SchemaCheck(
-            readable=False,
-            reason=StatusReason(
-                Severity.BLOCKED,
-                f"peer data has schema_version {published[:20]!r}, not a number: "
-                "keeping the current files",
-            ),
+        reason = StatusReason(
+            Severity.BLOCKED,
+            f"peer data is schema {version}, older than this revision reads "
+            f"({OLDEST_READABLE}): keeping the current files",
         )
-    if version > SCHEMA_VERSION:
-        return SchemaCheck(
-            readable=False,
-            reason=StatusReason(
-                Severity.WAITING,
-                f"peer data is schema {version}, newer than this revision's {SCHEMA_VERSION}: "
-                "keeping the current files until the refresh completes",
-            ),
-        )
-    if version < OLDEST_READABLE:
-        return SchemaCheck(
-            readable=False,
-            reason=StatusReason(
-                Severity.BLOCKED,
-                f"peer data is schema {version}, older than this revision reads "
-                f"({OLDEST_READABLE}): keeping the current files",
-            ),
-        )
-    wants_publish = is_leader and (published is None or version < SCHEMA_VERSION)
-    return SchemaCheck(readable=True, publish=SCHEMA_VERSION if wants_publish else None)
+    return SchemaCheck(readable=False, reason=reason)

@@ -197,6 +197,7 @@ def test_changed_follower_writes_both_files_and_reloads_once(folder, signals):
     assert out.get_relation(peer.id).local_unit_data == {
         "hostname": HOST0,
         **ack_of(CFG_B, AUTH_B),
+        "schema_version": "2",
     }
     assert out.deferred == []
 
@@ -233,6 +234,7 @@ def test_changed_follower_with_the_same_data_writes_nothing_and_sends_no_signal(
     assert out.get_relation(peer.id).local_unit_data == {
         "hostname": HOST0,
         **ack_of(CFG_A, AUTH_A),
+        "schema_version": "2",
     }
 
 

@@ -110,6 +110,7 @@ def test_pebble_fault_defers_and_the_next_event_recovers(monkeypatch, folder, me
     assert again.get_relation(peer.id).local_unit_data == {
         "hostname": _hostname(),
         **ack_of(expected_cfg, AUTH_B),
+        "schema_version": "2",
     }
 
 

@@ -267,7 +267,9 @@ def test_a_follower_reads_a_half_migrated_store_whole(folder):
 # --- the schema version --------------------------------------------------------------------
 
 
-def _newer_schema_state(folder: pathlib.Path, leader: bool) -> testing.State:
+def _newer_schema_state(
+    folder: pathlib.Path, leader: bool, peer_version: str = "3"
+) -> testing.State:
     write_files(folder, cfg=CFG_A, auth=AUTH_A)
     secret = store_secret(AUTH_A)
     peer = testing.PeerRelation(
@@ -279,7 +281,7 @@ def _newer_schema_state(folder: pathlib.Path, leader: bool) -> testing.State:
             "schema_version": "3",
         },
         local_unit_data={"hostname": HOST0},
-        peers_data={1: {"hostname": HOST1}},
+        peers_data={1: {"hostname": HOST1, "schema_version": peer_version}},
     )
     return testing.State(
         leader=leader,
@@ -320,4 +322,18 @@ def test_the_same_unit_adopts_once_the_schema_is_one_it_reads(folder):
     out = ctx.run(ctx.on.relation_changed(peer_of(state), remote_unit=1), state)
 
     assert read_file(folder, "pgbouncer.ini") == CFG_B
+    assert out.unit_status.name == "active"
+
+
+def test_after_a_rollback_the_leader_takes_over_data_nobody_reads(folder):
+    """Schema 3 published, but no unit speaks it any more (unit 1 says 2): the leader
+    publishes its own files and version."""
+    state = _newer_schema_state(folder, leader=True, peer_version="2")
+    ctx = context("3.6.0")
+    out = ctx.run(ctx.on.update_status(), state)
+
+    app = peer_of(out).local_app_data
+    assert app["schema_version"] == "2"
+    assert app["cfg_file"] == CFG_A
+    assert read_file(folder, "pgbouncer.ini") == CFG_A
     assert out.unit_status.name == "active"

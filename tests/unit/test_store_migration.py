@@ -155,53 +155,52 @@ NEWER = (
 )
 
 
-@pytest.mark.parametrize(
-    ("published", "is_leader", "expected"),
-    [
-        pytest.param(None, True, SchemaCheck(True, publish=2), id="unversioned: leader writes 2"),
-        pytest.param("", True, SchemaCheck(True, publish=2), id="empty counts as absent"),
-        pytest.param("1", True, SchemaCheck(True, publish=2), id="older: leader raises it"),
-        pytest.param("2", True, SchemaCheck(True), id="current: nothing to write"),
-        pytest.param(None, False, SchemaCheck(True), id="a follower never writes"),
-        pytest.param("1", False, SchemaCheck(True), id="a follower reads version 1"),
-        pytest.param(
-            "3",
-            False,
-            SchemaCheck(False, reason=StatusReason(Severity.WAITING, NEWER)),
-            id="newer: not read",
-        ),
-        pytest.param(
-            "3",
-            True,
-            SchemaCheck(False, reason=StatusReason(Severity.WAITING, NEWER)),
-            id="newer: a leader never lowers it",
-        ),
-        pytest.param(
-            "two",
-            False,
-            SchemaCheck(
-                False,
-                reason=StatusReason(
-                    Severity.BLOCKED,
-                    "peer data has schema_version 'two', not a number: keeping the current files",
-                ),
-            ),
-            id="not a number",
-        ),
-        pytest.param(
-            "0",
-            False,
-            SchemaCheck(
-                False,
-                reason=StatusReason(
-                    Severity.BLOCKED,
-                    "peer data is schema 0, older than this revision reads (1): keeping the "
-                    "current files",
-                ),
-            ),
-            id="older than readable",
-        ),
-    ],
+WAITING_NEWER = StatusReason(Severity.WAITING, NEWER)
+NOT_A_NUMBER = StatusReason(
+    Severity.BLOCKED, "peer data has schema_version 'two', not a number: keeping the current files"
 )
-def test_check_schema(published, is_leader, expected):
-    assert check_schema(published, is_leader) == expected
+TOO_OLD = StatusReason(
+    Severity.BLOCKED,
+    "peer data is schema 0, older than this revision reads (1): keeping the current files",
+)
+
+
+def taking_over(published: str) -> StatusReason:
+    return StatusReason(
+        Severity.MAINTENANCE,
+        f"peer data of schema {published} has no unit left that reads it: publishing schema 2 "
+        "from this unit's files",
+    )
+
+
+@pytest.mark.parametrize(
+    ("published", "is_leader", "peers", "expected"),
+    [
+        pytest.param(None, True, (), SchemaCheck(True, publish=2), id="unversioned: leader: 2"),
+        pytest.param("", True, (), SchemaCheck(True, publish=2), id="empty counts as absent"),
+        pytest.param("1", True, (), SchemaCheck(True, publish=2), id="older: leader raises it"),
+        pytest.param("2", True, ("3",), SchemaCheck(True), id="current: nothing to write"),
+        pytest.param(None, False, (), SchemaCheck(True), id="a follower never writes"),
+        pytest.param("1", False, (), SchemaCheck(True), id="a follower reads version 1"),
+        pytest.param(
+            "3", False, (), SchemaCheck(False, reason=StatusReason(Severity.WAITING, NEWER)),
+            id="newer: a follower does not read it",
+        ),
+        pytest.param(
+            "3", True, ("2", "3"), SchemaCheck(False, reason=WAITING_NEWER),
+            id="newer: a leader leaves it while a unit speaks it",
+        ),
+        pytest.param(
+            "3", True, ("2", None), SchemaCheck(True, publish=2, reason=taking_over("3")),
+            id="newer, nobody speaks it (rollback done): the leader takes over",
+        ),
+        pytest.param(
+            "3", True, ("2", "x"), SchemaCheck(False, reason=WAITING_NEWER),
+            id="a unit's version unreadable: no take-over",
+        ),
+        pytest.param("two", False, (), SchemaCheck(False, reason=NOT_A_NUMBER), id="not a number"),
+        pytest.param("0", False, (), SchemaCheck(False, reason=TOO_OLD), id="older than readable"),
+    ],
+)  # fmt: skip
+def test_check_schema(published, is_leader, peers, expected):
+    assert check_schema(published, is_leader, peers) == expected
