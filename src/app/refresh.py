@@ -81,7 +81,8 @@ class RefreshSteps(ops.Object):
             return
         if not self._migrate(self._store()):
             return
-        if self.schema.publish is not None:
+        # The version describes published data: a databag with nothing else needs none yet.
+        if self.schema.publish is not None and any(k != SCHEMA_VERSION_KEY for k in databag):
             self._set(databag, str(self.schema.publish))
 
     @staticmethod

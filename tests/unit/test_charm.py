@@ -323,7 +323,7 @@ def test_changed_leader_publishes_config_and_hostname(folder):
     out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     app_data = out.get_relation(peer.id).local_app_data
-    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0, "schema_version": "2"}
+    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0}
 
 
 def test_changed_leader_rescheduled_restores_both_files_from_peer_data(folder):
