@@ -15,7 +15,7 @@ charm in their own process (``localenv.revision_runner``, a ``git archive`` of t
 import json
 import pathlib
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -111,8 +111,9 @@ def previous_tree(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def previous(previous_tree: str, request: pytest.FixtureRequest) -> Iterator[RevisionRunner]:
-    runner = RevisionRunner(previous_tree, getattr(request, "param", JUJU_3), processes=2)
+def previous(previous_tree: str) -> Iterator[RevisionRunner]:
+    """9b624b0's charm in its own process, on the Juju of the models below."""
+    runner = RevisionRunner(previous_tree, JUJU_3, processes=2)
     yield runner
     runner.close()
 
@@ -121,7 +122,7 @@ def rolling_refresh(
     model: MultiUnitModel,
     seed: int,
     to: RevisionRunner | None = None,
-    check=None,
+    check: Callable[[int], None] | None = None,
 ) -> None:
     """Refresh every unit, highest first, settling after each; ``check`` after each unit."""
     for step, n in enumerate(sorted(model.units, reverse=True)):
