@@ -28,12 +28,6 @@ from adapters.juju.secret_store import JujuSecretStore, StoreUnavailable
 from domain.peer_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SchemaCheck, check_schema
 from domain.ports import SecretStorePort
 from domain.status import Severity, StatusReason
-from domain.store_migration import (
-    DropPlainCredentials,
-    MoveToSecret,
-    ReportMigration,
-    plan_store_migration,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +93,18 @@ class RefreshSteps(ops.Object):
         """Carry out the migration's steps; True when none is left."""
         try:
             plain = store.plain()
-            # The secret is read only when there is something to move: most hooks cost no
-            # secret-get here.
+            if not plain:
+                return True  # the usual hook: no secret-get, no import of the rare path
+            from domain.store_migration import (
+                DropPlainCredentials,
+                MoveToSecret,
+                ReportMigration,
+                plan_store_migration,
+            )
+
             steps = plan_store_migration(
                 plain,
-                store.secret_content() if plain else None,
+                store.secret_content(),
                 has_secrets=isinstance(store, JujuSecretStore),
                 is_leader=True,
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 import attrs
 
@@ -69,6 +70,18 @@ def password_relation_id(key: str) -> int | None:
 def is_store_key(key: str) -> bool:
     """Whether ``key`` is one of the secret store's (the contract's key names)."""
     return key in (AUTH_FILE_KEY, STATS_PASSWORD_KEY) or password_relation_id(key) is not None
+
+
+def plain_credentials(databag: Mapping[str, str]) -> dict[str, str]:
+    """The store's keys found in the application databag (an empty value counts as absent)."""
+    return {key: value for key, value in databag.items() if is_store_key(key) and value}
+
+
+def merge_store(plain: Mapping[str, str], secret: Mapping[str, str] | None) -> dict[str, str]:
+    """What the store holds: the secret's values, and plain ones for keys the secret lacks."""
+    merged = {key: value for key, value in plain.items() if is_store_key(key) and value}
+    merged.update(secret or {})
+    return merged
 
 
 def is_valid_hostname(value: str) -> bool:

@@ -9,10 +9,12 @@ that ignored them (9b624b0) may have written a secret beside them.
 Two pure functions, planned from what a unit sees (the store's keys found in the application
 databag, the secret's content, whether Juju has secrets):
 
-- ``merge_store``: what the store holds, for every unit at any point of the migration. The
-  secret's value wins where both hold a key (a revision that wrote the secret wrote it after the
-  plain one, so the plain one is stale); a plain value fills in what the secret lacks. So a
-  follower takes each value from wherever it is, and never loses the auth file.
+- ``peer_data.merge_store``: what the store holds, for every unit at any point of the
+  migration. The secret's value wins where both hold a key (a revision that wrote the secret
+  wrote it after the plain one, so the plain one is stale); a plain value fills in what the
+  secret lacks. So a follower takes each value from wherever it is, and never loses the auth
+  file. It lives in ``peer_data`` because every hook reads the store through it, and this
+  module (the rare path) is imported only when there is something to move.
 - ``plan_store_migration``: the leader's steps, in order. First ``MoveToSecret`` writes every
   plain value the secret lacks into it, unchanged (a client's password is kept: its
   application keeps working); then ``DropPlainCredentials`` deletes the plain keys. Each step
@@ -29,7 +31,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from domain.peer_data import is_store_key
+from domain.peer_data import is_store_key, plain_credentials
 from domain.status import Severity, StatusReason
 
 
@@ -80,18 +82,6 @@ class ReportMigration:
 
 
 MigrationStep = MoveToSecret | DropPlainCredentials | ReportMigration
-
-
-def plain_credentials(databag: Mapping[str, str]) -> dict[str, str]:
-    """The store's keys found in the application databag (an empty value counts as absent)."""
-    return {key: value for key, value in databag.items() if is_store_key(key) and value}
-
-
-def merge_store(plain: Mapping[str, str], secret: Mapping[str, str] | None) -> dict[str, str]:
-    """What the store holds: the secret's values, and plain ones for keys the secret lacks."""
-    merged = {key: value for key, value in plain.items() if is_store_key(key) and value}
-    merged.update(secret or {})
-    return merged
 
 
 def plan_store_migration(

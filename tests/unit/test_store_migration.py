@@ -3,13 +3,13 @@ inputs, exact equality on what they return."""
 
 import pytest
 
+from domain.peer_data import merge_store
 from domain.peer_schema import SCHEMA_VERSION, SchemaCheck, check_schema
 from domain.status import Severity, StatusReason
 from domain.store_migration import (
     DropPlainCredentials,
     MoveToSecret,
     ReportMigration,
-    merge_store,
     plan_store_migration,
 )
 from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A
@@ -204,3 +204,18 @@ def taking_over(published: str) -> StatusReason:
 )  # fmt: skip
 def test_check_schema(published, is_leader, peers, expected):
     assert check_schema(published, is_leader, peers) == expected
+
+
+def test_importing_the_charm_does_not_load_the_migration():
+    """Every hook imports the charm; the migration's module is the rare path."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    src = pathlib.Path(__file__).resolve().parents[2] / "src"
+    code = "import sys, charm; print('domain.store_migration' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -29,8 +29,7 @@ from collections.abc import Iterable, Mapping
 
 import ops
 
-from domain.peer_data import content_digest, is_store_key
-from domain.store_migration import merge_store, plain_credentials
+from domain.peer_data import content_digest, is_store_key, merge_store, plain_credentials
 
 SECRET_LABEL = "pgb-peers-store"
 SECRET_ID_KEY = "secret_id"
