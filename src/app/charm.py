@@ -28,6 +28,7 @@ from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
 from app.gather import Adapters, gather, gather_metrics, hook_event
+from app.refresh import RefreshSteps
 from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
 from domain.hook_plan import HookPlanner, app_status, unit_status
 from domain.observability import GenerateStatsPassword, plan_metrics
@@ -60,6 +61,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
         # None: nothing ran, and the status is left as it was.
         self._reasons: list[StatusReason] | None = None
         self._adapters: Adapters | None = None
+        # The peer schema check and the move out of the seed's layout, first in every hook.
+        self._refresh = RefreshSteps(self.model)
         observe = framework.observe
         for event in (
             self.on[CONTAINER].pebble_ready,
@@ -98,12 +101,19 @@ class PgBouncerK8sCharm(ops.CharmBase):
             broken=broken,
         )
         self._adapters = adapters
+        schema = self._refresh.run(adapters.store)
+        if not schema.readable:
+            # Peer data of a newer schema: keep serving the files as they are (the reason says
+            # why); the backend and client relations wait with the rest.
+            self._reasons = list(self._refresh.reasons)
+            return
         hook = hook_event(event, self.model)
         effects = HookPlanner().plan(hook, gather(adapters, hook))
         reasons = EffectApplier(adapters).apply(effects, event)
         # Then the metrics plan (exporters, stats user) on the files as they now are.
         reasons += self._metrics(adapters, event)
-        self._reasons = [*(self._reasons or []), *reasons]
+        earlier = self._reasons if self._reasons is not None else self._refresh.reasons
+        self._reasons = [*earlier, *reasons]
 
     def _metrics(self, adapters: Adapters, event: ops.EventBase) -> list[StatusReason]:
         """Gather, plan, apply for the exporters; a second pass plans with a new password."""

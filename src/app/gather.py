@@ -113,7 +113,7 @@ _OTHER_EVENTS: dict[type, EventKind] = {
     ops.LeaderElectedEvent: EventKind.LEADER_ELECTED,
     ops.SecretChangedEvent: EventKind.SECRET_CHANGED,
     ops.UpdateStatusEvent: EventKind.UPDATE_STATUS,
-    ops.UpgradeCharmEvent: EventKind.UPDATE_STATUS,
+    ops.UpgradeCharmEvent: EventKind.UPGRADE_CHARM,
 }
 
 

@@ -1,7 +1,7 @@
 """The first steps of every hook after a refresh: the peer schema, and leaving the seed's layout.
 
-``RefreshSteps.on_hook`` observes every event the charm observes, registered before any other
-observer, so it runs first in whatever hook comes first after ``juju refresh`` (usually
+``RefreshSteps.run`` is called by the charm's ``_reconcile`` before it gathers the hook's view,
+so it runs first in whatever hook comes first after ``juju refresh`` (usually
 ``upgrade-charm``, but a leader may meet the data first in any hook). Once per hook it:
 
 1. writes the schema version its revision speaks into its unit databag, and checks the
@@ -34,31 +34,31 @@ logger = logging.getLogger(__name__)
 MIGRATION_FAILED = "moving plain-text credentials into the peer secret failed"
 
 
-class RefreshSteps(ops.Object):
-    def __init__(
-        self,
-        charm: ops.CharmBase,
-        store: Callable[[], SecretStorePort],
-        reasons: list[StatusReason],
-    ):
-        super().__init__(charm, "refresh")
-        self._charm = charm
-        self._store = store
-        self._reasons = reasons
+class RefreshSteps:
+    """One per hook (the charm makes it in ``__init__``); ``run`` does its work once."""
+
+    def __init__(self, model: ops.Model):
+        self._model = model
         self.schema: SchemaCheck = SchemaCheck(readable=True)
+        self.reasons: list[StatusReason] = []
         self._done = False
 
-    def on_hook(self, _event: ops.EventBase) -> None:
-        if self._done:
-            return  # deferred events re-emitted before this hook's own: once is enough
-        self._done = True
-        relation = self._charm.model.get_relation(PEER_RELATION)
+    def run(self, store: Callable[[], SecretStorePort]) -> SchemaCheck:
+        """The schema check and, on the leader, the migration; returns the schema check
+        (deferred events re-run before the hook's own: the work is done once)."""
+        if not self._done:
+            self._done = True
+            self._run(store)
+        return self.schema
+
+    def _run(self, store: Callable[[], SecretStorePort]) -> None:
+        relation = self._model.get_relation(PEER_RELATION)
         if relation is None:
             return
-        is_leader = self._charm.unit.is_leader()
-        databag = relation.data[self._charm.app]
+        is_leader = self._model.unit.is_leader()
+        databag = relation.data[self._model.app]
         # What this unit's revision speaks, for a leader deciding whether a rollback is done.
-        self._set(relation.data[self._charm.unit], str(SCHEMA_VERSION))
+        self._set(relation.data[self._model.unit], str(SCHEMA_VERSION))
         peers = (
             tuple(relation.data[unit].get(SCHEMA_VERSION_KEY) for unit in relation.units)
             if is_leader
@@ -69,11 +69,11 @@ class RefreshSteps(ops.Object):
             logger.warning("%s", self.schema.reason.message)
         if not self.schema.readable:
             if self.schema.reason is not None:
-                self._reasons.append(self.schema.reason)
+                self.reasons.append(self.schema.reason)
             return
         if not is_leader:
             return
-        if not self._migrate(self._store()):
+        if not self._migrate(store()):
             return
         # The version describes published data: a databag with nothing else needs none yet.
         if self.schema.publish is not None and any(k != SCHEMA_VERSION_KEY for k in databag):
@@ -112,7 +112,7 @@ class RefreshSteps(ops.Object):
                 match step:
                     case ReportMigration(reason):
                         logger.info("%s", reason.message)
-                        self._charm.unit.status = ops.MaintenanceStatus(reason.message)
+                        self._model.unit.status = ops.MaintenanceStatus(reason.message)
                     case MoveToSecret(values) if isinstance(store, JujuSecretStore):
                         store.move_to_secret(dict(values))
                     case DropPlainCredentials(keys) if isinstance(store, JujuSecretStore):
@@ -124,7 +124,7 @@ class RefreshSteps(ops.Object):
         except (StoreUnavailable, ops.ModelError) as err:
             message = f"{MIGRATION_FAILED}: {_first_line(err)}; retrying on the next hook"
             logger.warning("%s", message)
-            self._reasons.append(StatusReason(Severity.WAITING, message))
+            self.reasons.append(StatusReason(Severity.WAITING, message))
             return False
         if steps:
             logger.info("plain-text credentials moved into the peer secret")

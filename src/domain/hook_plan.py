@@ -51,6 +51,7 @@ _ROUTINES: dict[EventKind, _Method] = {
     EventKind.LEADER_ELECTED: lambda s, v, steps, e: s.on_leader_elected(v, steps),
     EventKind.WORKLOAD_READY: lambda s, v, steps, e: s.on_workload_ready(v, steps),
     EventKind.CONFIG_CHANGED: lambda s, v, steps, e: s.on_config_changed(v, steps),
+    EventKind.UPGRADE_CHARM: lambda s, v, steps, e: s.on_upgrade_charm(v, steps),
 }
 
 

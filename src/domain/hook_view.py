@@ -42,6 +42,7 @@ class EventKind(enum.Enum):
     WORKLOAD_READY = "pebble-ready"
     CONFIG_CHANGED = "config-changed"
     UPDATE_STATUS = "update-status"
+    UPGRADE_CHARM = "upgrade-charm"
     BACKEND_CREATED = "backend-database-relation-created"
     BACKEND_CHANGED = "backend-database-relation-changed"
     BACKEND_BROKEN = "backend-database-relation-broken"

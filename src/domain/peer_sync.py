@@ -39,6 +39,7 @@ active is a ``Report`` among the effects.
 | relation-departed       | adopt; leader gone?          | publish leader hostname                |
 | leader-elected          | (not sent to followers)      | take published; re-render; publish     |
 | pebble-ready            | adopt; start                 | render if none; publish; start         |
+| upgrade-charm           | adopt; reload (starts)       | restore; publish; reload (starts)      |
 | config-changed          | adopt                        | re-render from charm config; publish   |
 | update-status           | adopt                        | publish                                |
 """
@@ -224,6 +225,18 @@ class PeerSyncService:
         files = plan.lead(render_if_missing=True) if view.is_leader else plan.follow()
         if files is not None and files.cfg is not None:
             plan.ensure_started()
+        return plan.done()
+
+    def on_upgrade_charm(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
+        """The unit runs a new revision, usually in a new pod: before anything else it serves
+        the same files again. Missing files are restored (leader) or adopted (follower), then
+        one Reload, which starts the processes (and adds the layer) where none runs and
+        never cuts the clients of one that does."""
+        plan = Plan(view, steps)
+        plan.save_hostname()
+        files = plan.lead(render_if_missing=False) if view.is_leader else plan.follow()
+        if files is not None and files.cfg is not None:
+            plan.signal(ChangeKind.RELOAD)
         return plan.done()
 
     def on_config_changed(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:

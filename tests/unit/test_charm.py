@@ -262,6 +262,7 @@ def test_changed_follower_restarts_for_a_new_listen_port(folder, signals, mocker
     assert out.get_relation(peer.id).local_unit_data == {
         "hostname": HOST0,
         **ack_of(CFG_PORT, AUTH_A),
+        "schema_version": "2",
     }
 
 

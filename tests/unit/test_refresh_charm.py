@@ -19,7 +19,7 @@ import ops
 import pytest
 from ops import testing
 
-from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
+from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL, open_store
 from app.charm import PgBouncerK8sCharm
 from app.refresh import MIGRATION_FAILED
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
@@ -257,7 +257,10 @@ def test_a_follower_reads_a_half_migrated_store_whole(folder):
     )
     ctx = context("3.6.0")
     with ctx(ctx.on.relation_changed(peer, remote_unit=1), state) as manager:
-        store = manager.charm._store().read()
+        model = manager.charm.model
+        relation = model.get_relation("pgb-peers")
+        assert relation is not None
+        store = open_store(model, relation, is_leader=False).read()
         manager.run()
     assert store == {"auth_file": AUTH_A, "relation_id_4": PW4}
     assert read_file(folder, "pgbouncer.ini") == CFG_B
