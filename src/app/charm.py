@@ -23,12 +23,12 @@ from adapters.juju.clients import CLIENT_RELATION
 from adapters.juju.cos import CosRelations
 from adapters.juju.memory import UnitMemory
 from adapters.juju.peer_relation import PEER_RELATION
+from adapters.juju.refresh_steps import RefreshSteps
 from adapters.juju.secret_store import StoreUnavailable
 from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
 from app.gather import Adapters, gather, gather_metrics, hook_event
-from app.refresh import RefreshSteps
 from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
 from domain.hook_plan import HookPlanner, app_status, unit_status
 from domain.observability import GenerateStatsPassword, plan_metrics

@@ -884,9 +884,14 @@ def settled_with_clients(folder: pathlib.Path, count: int) -> testing.State:
     peer = testing.PeerRelation(
         "pgb-peers",
         id=PEER_ID,
-        local_app_data={"cfg_file": cfg, "leader_hostname": HOST0, SECRET_ID_KEY: store_secret.id},
-        local_unit_data={"hostname": HOST0, **synced},
-        peers_data={1: {"hostname": HOST1, **synced}},
+        local_app_data={
+            "cfg_file": cfg,
+            "leader_hostname": HOST0,
+            SECRET_ID_KEY: store_secret.id,
+            "schema_version": "2",
+        },
+        local_unit_data={"hostname": HOST0, **synced, "schema_version": "2"},
+        peers_data={1: {"hostname": HOST1, **synced, "schema_version": "2"}},
     )
     clients = {
         testing.Relation(

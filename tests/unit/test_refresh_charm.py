@@ -19,9 +19,9 @@ import ops
 import pytest
 from ops import testing
 
+from adapters.juju.refresh_steps import MIGRATION_FAILED
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL, open_store
 from app.charm import PgBouncerK8sCharm
-from app.refresh import MIGRATION_FAILED
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import AUTH_A, CFG_A, CFG_B, HOST0, HOST1
 from tests.unit.test_charm import ack_of, backend, store_secret

@@ -1,4 +1,4 @@
-"""The first steps of every hook after a refresh: the peer schema, and leaving the seed's layout.
+"""The first steps of every hook: the peer schema, and leaving the seed's layout (refresh).
 
 ``RefreshSteps.run`` is called by the charm's ``_reconcile`` before it gathers the hook's view,
 so it runs first in whatever hook comes first after ``juju refresh`` (usually
