@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import ops
 
+from adapters.errors import first_line
 from adapters.juju.peer_relation import PEER_RELATION
 from adapters.juju.secret_store import JujuSecretStore, StoreUnavailable
 from domain.peer_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, SchemaCheck, check_schema
@@ -87,7 +88,7 @@ class RefreshSteps:
         try:
             databag[SCHEMA_VERSION_KEY] = version
         except ops.ModelError as err:
-            logger.warning("cannot write %s yet: %s", SCHEMA_VERSION_KEY, _first_line(err))
+            logger.warning("cannot write %s yet: %s", SCHEMA_VERSION_KEY, first_line(err))
 
     def _migrate(self, store: SecretStorePort) -> bool:
         """Carry out the migration's steps; True when none is left."""
@@ -122,15 +123,10 @@ class RefreshSteps:
                             f"{type(step).__name__} needs the Juju secret store"
                         )
         except (StoreUnavailable, ops.ModelError) as err:
-            message = f"{MIGRATION_FAILED}: {_first_line(err)}; retrying on the next hook"
+            message = f"{MIGRATION_FAILED}: {first_line(err)}; retrying on the next hook"
             logger.warning("%s", message)
             self.reasons.append(StatusReason(Severity.WAITING, message))
             return False
         if steps:
             logger.info("plain-text credentials moved into the peer secret")
         return True
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err)
-    return text.splitlines()[0] if text else type(err).__name__

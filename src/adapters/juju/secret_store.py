@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 
 import ops
 
+from adapters.errors import first_line
 from domain.peer_data import content_digest, is_store_key, merge_store, plain_credentials
 
 SECRET_LABEL = "pgb-peers-store"
@@ -101,7 +102,7 @@ class JujuSecretStore:
                 raise StoreUnavailable(f"secret {secret_id} not found") from None
             return None
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot get the peer secret: {_first_line(err)}") from None
+            raise StoreUnavailable(f"cannot get the peer secret: {first_line(err)}") from None
         return self._handle
 
     def plain(self) -> dict[str, str]:
@@ -120,9 +121,7 @@ class JujuSecretStore:
                     secret.peek_content() if self._is_leader else secret.get_content(refresh=True)
                 )
             except (ops.SecretNotFoundError, ops.ModelError) as err:
-                raise StoreUnavailable(
-                    f"cannot read the peer secret: {_first_line(err)}"
-                ) from None
+                raise StoreUnavailable(f"cannot read the peer secret: {first_line(err)}") from None
             # Only the store's keys: the placeholder of an emptied secret is not one.
             renamed = {_from_secret_key(key): value for key, value in content.items()}
             self._content = {key: value for key, value in renamed.items() if is_store_key(key)}
@@ -174,7 +173,7 @@ class JujuSecretStore:
             for key in keys:
                 del self._databag[key]
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot write the peer databag: {_first_line(err)}") from None
+            raise StoreUnavailable(f"cannot write the peer databag: {first_line(err)}") from None
 
     def _write(self, wanted: Mapping[str, str]) -> None:
         secret = self._secret()
@@ -196,7 +195,7 @@ class JujuSecretStore:
             self._databag[STORE_DIGEST_KEY] = _content_digest(content)
             self._handle, self._content = secret, dict(wanted)
         except ops.ModelError as err:
-            raise StoreUnavailable(f"cannot write the peer secret: {_first_line(err)}") from None
+            raise StoreUnavailable(f"cannot write the peer secret: {first_line(err)}") from None
 
 
 def open_store(
@@ -215,7 +214,3 @@ def _content_digest(content: Mapping[str, str]) -> str:
 def _id_of(secret: ops.Secret) -> str | None:
     """The secret's ID; one found by its label alone learns it from secret-info-get."""
     return secret.id or secret.get_info().id
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).splitlines()[0] if str(err) else type(err).__name__
