@@ -31,16 +31,17 @@ from collections.abc import Mapping
 
 import attrs
 
+from domain.errors import InvalidEffect
 from domain.peer_data import is_store_key, plain_credentials
 from domain.status import Severity, StatusReason
 
 
 def _check_keys(name: str, keys: list[str]) -> None:
     if not keys:
-        raise ValueError(f"{name} must not be empty")
+        raise InvalidEffect(f"{name} must not be empty")
     for key in keys:
         if not is_store_key(key):
-            raise ValueError(f"{name}: {key!r} is not a store key")
+            raise InvalidEffect(f"{name}: {key!r} is not a store key")
 
 
 def _store_values(

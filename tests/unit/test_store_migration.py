@@ -3,6 +3,7 @@ inputs, exact equality on what they return."""
 
 import pytest
 
+from domain.errors import InvalidEffect
 from domain.peer_data import merge_store
 from domain.peer_schema import SCHEMA_VERSION, SchemaCheck, check_schema
 from domain.status import Severity, StatusReason
@@ -145,7 +146,7 @@ def test_migration_steps_hide_the_values_they_carry():
 
 @pytest.mark.parametrize("bad", [(("cfg_file", CFG_A),), ()])
 def test_a_move_of_anything_but_store_keys_cannot_be_built(bad):
-    with pytest.raises(ValueError, match="values"):
+    with pytest.raises(InvalidEffect, match="values"):
         MoveToSecret(bad)
 
 
