@@ -295,7 +295,20 @@ def test_request_with_an_unreachable_container_waits_and_defers(folder):
         ({"database": "app; DROP"}, "database 'app; DROP': use 1-63 letters"),
         (
             {"database": "app", "extra-user-roles": "superuser"},
-            "extra-user-roles 'SUPERUSER' is not one of CREATEDB, CREATEROLE, LOGIN",
+            "extra-user-roles 'SUPERUSER' refused: it bypasses every permission check;"
+            " allowed: CREATEDB, LOGIN",
+        ),
+        (
+            {"database": "app", "extra-user-roles": "createdb, CreateRole"},
+            "extra-user-roles 'CREATEROLE' refused: it can grant itself any non-superuser role",
+        ),
+        (
+            {"database": "app", "extra-user-roles": " pg_execute_server_program"},
+            "extra-user-roles 'PG_EXECUTE_SERVER_PROGRAM' refused: a pg_* role reaches beyond",
+        ),
+        (
+            {"database": "app", "extra-user-roles": "createdb createrole"},
+            "extra-user-roles 'CREATEDB CREATEROLE' refused: not a role attribute",
         ),
         (
             {"database": "app", "requested-secrets": "username"},
@@ -319,6 +332,8 @@ def test_a_request_that_cannot_be_served_blocks_naming_the_relation(folder, requ
     assert out.deferred == []
     assert out.get_relation(relation.id).local_app_data == {}
     assert read_file(folder, "pgbouncer.ini") == CFG
+    # No credentials: no secret for the client.
+    assert not [s for s in out.secrets if s.label == f"database-relation-{relation.id}"]
 
 
 def test_a_v1_client_asking_for_two_databases_on_one_relation_is_refused(folder):

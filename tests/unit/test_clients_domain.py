@@ -1,15 +1,25 @@
 """The client relation's domain: literal requests, configs and answers."""
 
+import hashlib
+import re
+
 import pytest
 
 from domain.backend import BackendEndpoints, HostPort
 from domain.charm_config import CharmConfig, initial_config
 from domain.clients import (
+    ClaimAction,
     ClientAnswer,
+    ClientApp,
     ClientRequest,
+    DatabaseClaim,
+    DatabaseRecord,
+    ExistingDatabase,
     InvalidClientRequest,
     client_answer,
     client_uri,
+    database_claim,
+    owner_role,
     parse_extra_roles,
     ready_for_client,
     with_client,
@@ -50,11 +60,183 @@ def test_bad_database_names_are_refused(database, reason):
         ClientRequest(relation_id=4, database=database)
 
 
-def test_extra_roles_are_parsed_and_superuser_is_refused():
+def test_extra_roles_are_parsed_case_and_spaces_aside():
     assert parse_extra_roles("createdb, CreateRole") == ("CREATEDB", "CREATEROLE")
+    assert parse_extra_roles(" login ,\tCreateDB\n,,") == ("CREATEDB", "LOGIN")
     assert parse_extra_roles(None) == ()
-    with pytest.raises(InvalidClientRequest, match="'SUPERUSER' is not one of"):
-        ClientRequest(4, "app", parse_extra_roles("superuser"))
+    assert parse_extra_roles("") == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("createdb", ("CREATEDB",)),
+        (" CreateDB ", ("CREATEDB",)),
+        ("LOGIN,createdb", ("CREATEDB", "LOGIN")),
+        ("", ()),
+    ],
+)
+def test_the_allow_list_is_served(text, expected):
+    assert ClientRequest(4, "app", parse_extra_roles(text)).extra_user_roles == expected
+
+
+SUPERUSER_WHY = "it bypasses every permission check"
+CREATEROLE_WHY = "it can grant itself any non-superuser role"
+PG_ROLE_WHY = "a pg_\\* role reaches beyond"
+UNKNOWN_WHY = "not a role attribute this charm grants"
+
+
+@pytest.mark.parametrize(
+    ("text", "refused", "why"),
+    [
+        ("superuser", "SUPERUSER", SUPERUSER_WHY),
+        (" SuperUser ", "SUPERUSER", SUPERUSER_WHY),
+        ("CREATEROLE", "CREATEROLE", CREATEROLE_WHY),
+        ("createrole", "CREATEROLE", CREATEROLE_WHY),
+        ("createdb,CreateRole", "CREATEROLE", CREATEROLE_WHY),
+        ("replication", "REPLICATION", "it streams every database"),
+        ("BypassRLS", "BYPASSRLS", "it bypasses row security"),
+        ("admin", "ADMIN", "it can grant its roles to others"),
+        ("pg_execute_server_program", "PG_EXECUTE_SERVER_PROGRAM", PG_ROLE_WHY),
+        ("PG_READ_SERVER_FILES", "PG_READ_SERVER_FILES", PG_ROLE_WHY),
+        ("pg_read_all_data", "PG_READ_ALL_DATA", PG_ROLE_WHY),
+        ("pg_write_server_files", "PG_WRITE_SERVER_FILES", PG_ROLE_WHY),
+        ("pg_signal_backend", "PG_SIGNAL_BACKEND", PG_ROLE_WHY),
+        ("pg_monitor", "PG_MONITOR", PG_ROLE_WHY),
+        ('"CREATEROLE"', '"CREATEROLE"', UNKNOWN_WHY),
+        ("'createrole'", "'CREATEROLE'", UNKNOWN_WHY),
+        ("CREATE ROLE", "CREATE ROLE", UNKNOWN_WHY),
+        ("createdb createrole", "CREATEDB CREATEROLE", UNKNOWN_WHY),
+        ("createdb;createrole", "CREATEDB;CREATEROLE", UNKNOWN_WHY),
+        ("createdb\ncreaterole", "CREATEDB\nCREATEROLE", UNKNOWN_WHY),
+        ("createrole\x00", "CREATEROLE\x00", UNKNOWN_WHY),
+        ("WITH CREATEROLE", "WITH CREATEROLE", UNKNOWN_WHY),
+        ("CREATEDB SUPERUSER", "CREATEDB SUPERUSER", UNKNOWN_WHY),
+        ("NOCREATEDB", "NOCREATEDB", UNKNOWN_WHY),
+        ("inherit", "INHERIT", UNKNOWN_WHY),
+        ("relation_id_3", "RELATION_ID_3", UNKNOWN_WHY),
+        ("pgbouncer_auth_postgres", "PGBOUNCER_AUTH_POSTGRES", UNKNOWN_WHY),
+        ("app_owner", "APP_OWNER", UNKNOWN_WHY),
+        ("postgres", "POSTGRES", UNKNOWN_WHY),
+        # Non-ASCII never goes through upper(): the long s (U+017F) upper-cases to "S".
+        ("\u017fuperu\u017fer", "\u017fuperu\u017fer", UNKNOWN_WHY),
+        ("ᴄʀᴇᴀᴛᴇʀᴏʟᴇ", "ᴄʀᴇᴀᴛᴇʀᴏʟᴇ", UNKNOWN_WHY),
+        ("c\u200breaterole", "c\u200breaterole", UNKNOWN_WHY),
+    ],
+)
+def test_every_role_beyond_the_allow_list_is_refused_in_any_spelling(text, refused, why):
+    with pytest.raises(InvalidClientRequest) as caught:
+        ClientRequest(4, "app", parse_extra_roles(text))
+    message = str(caught.value)
+    assert message.startswith(f"extra-user-roles {refused!r} refused: ")
+    assert re.search(why, message)
+    assert message.endswith("; allowed: CREATEDB, LOGIN")
+
+
+@pytest.mark.parametrize(
+    ("database", "owner"),
+    [
+        ("app", "app_owner"),
+        ("a" * 57, "a" * 57 + "_owner"),
+        ("a" * 58, "a" * 48 + "_" + hashlib.sha256(b"a" * 58).hexdigest()[:8] + "_owner"),
+    ],
+)
+def test_owner_role_fits_a_postgresql_identifier(database, owner):
+    assert owner_role(database) == owner
+    assert ClientRequest(4, database).owner == owner
+    assert len(owner) <= 63
+
+
+def test_long_database_names_sharing_a_prefix_get_different_owners():
+    first, second = "x" * 60 + "one", "x" * 60 + "two"
+    assert owner_role(first) != owner_role(second)
+    assert {len(owner_role(first)), len(owner_role(second))} == {63}
+
+
+ALPHA = ClientApp("model-1", "alpha")
+BETA = ClientApp("model-1", "beta")
+ALPHA_ELSEWHERE = ClientApp("model-2", "alpha")
+USER = "relation_id_4"
+
+
+@pytest.mark.parametrize(
+    ("existing", "record", "ours", "expected"),
+    [
+        (None, None, False, DatabaseClaim(ClaimAction.CREATE)),
+        # A record whose database is gone guards nothing.
+        (None, DatabaseRecord(7, BETA), False, DatabaseClaim(ClaimAction.CREATE)),
+        (
+            ExistingDatabase(7, "app_owner"),
+            DatabaseRecord(7, ALPHA),
+            True,
+            DatabaseClaim(ClaimAction.REUSE),
+        ),
+        # A client moved ownership around inside its own database: still its own.
+        (
+            ExistingDatabase(7, USER),
+            DatabaseRecord(7, ALPHA),
+            False,
+            DatabaseClaim(ClaimAction.REUSE),
+        ),
+        # Recorded, then the charm crashed before CREATE DATABASE: its owner role owns it.
+        (
+            ExistingDatabase(7, "app_owner"),
+            DatabaseRecord(None, ALPHA),
+            False,
+            DatabaseClaim(ClaimAction.REUSE),
+        ),
+        (
+            ExistingDatabase(7, "squatter"),
+            DatabaseRecord(None, ALPHA),
+            False,
+            DatabaseClaim(
+                ClaimAction.REFUSE, "database app was not created by this charm (owner squatter)"
+            ),
+        ),
+        (
+            ExistingDatabase(7, "app_owner"),
+            DatabaseRecord(7, BETA),
+            False,
+            DatabaseClaim(
+                ClaimAction.REFUSE, "database app belongs to another application (beta)"
+            ),
+        ),
+        (
+            ExistingDatabase(7, "app_owner"),
+            DatabaseRecord(7, ALPHA_ELSEWHERE),
+            False,
+            DatabaseClaim(
+                ClaimAction.REFUSE, "database app belongs to another application (alpha)"
+            ),
+        ),
+        # Made by an earlier version of the charm for this very relation.
+        (ExistingDatabase(7, USER), None, True, DatabaseClaim(ClaimAction.ADOPT)),
+        (
+            ExistingDatabase(7, USER),
+            None,
+            False,
+            DatabaseClaim(
+                ClaimAction.REFUSE,
+                "database app already exists and was not created by this charm for alpha;"
+                " not granting it",
+            ),
+        ),
+        (
+            ExistingDatabase(7, "someone"),
+            None,
+            True,
+            DatabaseClaim(
+                ClaimAction.REFUSE,
+                "database app already exists and was not created by this charm for alpha;"
+                " not granting it",
+            ),
+        ),
+    ],
+)
+def test_a_database_is_handed_only_to_the_application_it_was_created_for(
+    existing, record, ours, expected
+):
+    assert database_claim("app", ALPHA, existing, record, USER, ours) == expected
 
 
 def test_with_client_adds_primary_and_readonly_entries_with_the_auth_user():

@@ -221,7 +221,21 @@ def _unique(databases: Iterable[str]) -> list[str]:
 
 
 def _connect(conninfo: str, dbname: str) -> psycopg.Connection:
-    return psycopg.connect(make_conninfo(conninfo, dbname=dbname), autocommit=True)
+    """A superuser session that no setting of the database can turn against the charm.
+
+    A client owns its database and may ``ALTER DATABASE ... SET`` its ``search_path`` (so that
+    an unqualified function or operator resolves to its own) or ``role`` for every session in
+    it: the charm's session resets both before running anything.
+    """
+    conn = psycopg.connect(make_conninfo(conninfo, dbname=dbname), autocommit=True)
+    try:
+        conn.execute("SET search_path = pg_catalog, pg_temp")
+        conn.execute("SET ROLE NONE")
+        conn.execute("SET default_transaction_read_only = off")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _secrets_of(conninfo: str, extra: Sequence[str]) -> list[str]:

@@ -8,3 +8,8 @@ here and the psycopg-based modules (``auth_setup``) inside the code path that co
 
 class BackendUnavailable(Exception):
     """The backend cannot be set up now; the message is one line and holds no secret."""
+
+
+class ClientRefused(BackendUnavailable):
+    """A client's request is refused by what the backend holds (a database or role of that
+    name is someone else's): retrying changes nothing until the request or the backend does."""
