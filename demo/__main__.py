@@ -280,7 +280,7 @@ def run(pg: PostgresCluster, model: MultiUnitModel) -> None:
         for index in range(PROCESSES):
             folder = model.local_workload(n).instance_dir(index)
             answer = psql(
-                "SELECT current_user || ' in database ' || current_database()"
+                "SELECT session_user || ' in database ' || current_database()"
                 " || ' of PostgreSQL ' || current_setting('server_version')",
                 host=folder,
                 port=port,
@@ -343,7 +343,7 @@ def run(pg: PostgresCluster, model: MultiUnitModel) -> None:
         f"{change.deferred()} deferrals"
     )
     answer = psql(
-        "SELECT current_user",
+        "SELECT session_user",
         host=model.local_workload(leader).instance_dir(0),
         port=port,
         user=client["username"],

@@ -22,9 +22,11 @@ from ops import testing
 from adapters.juju.secret_store import SECRET_LABEL
 from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import make_dsn, remove_auth
+from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE
 from charm import PgBouncerK8sCharm
 from domain.backend import auth_user_for
 from domain.charm_config import CharmConfig, initial_config
+from domain.clients import owner_role
 from domain.pgb_config import render_pgb_ini
 from domain.ports import WorkloadPort
 from localenv.net import free_port
@@ -102,7 +104,10 @@ def world(postgres: PostgresCluster) -> Iterator[World]:
     for database in (world.client_database, backend_database):
         postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     remove_auth(superuser, auth_user_for(backend_user), ["postgres"])
-    for role in (world.client_user, backend_user):
+    postgres.psql(
+        f"DELETE FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE} WHERE datname = '{world.client_database}'"
+    )
+    for role in (world.client_user, owner_role(world.client_database), backend_user):
         exists = postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
         if exists == "1":
             postgres.psql(f"REASSIGN OWNED BY {role} TO {postgres.superuser}")
@@ -228,13 +233,15 @@ def test_a_single_unit_serves_a_client_in_the_hook_of_its_request(postgres, worl
         f"{world.client_database}"
     )
     assert credentials["password"] not in "".join(answer.values())
-    # The client's own database, owned by its role, which got CREATEDB and nothing more.
+    # The client's own database, owned by its owner role; its role got CREATEDB, nothing more.
     owner = "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{}'"
-    assert count(postgres, owner.format(world.client_database)) == world.client_user
+    assert count(postgres, owner.format(world.client_database)) == owner_role(
+        world.client_database
+    )
     attributes = "SELECT rolcreatedb, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = '{}'"
     assert count(postgres, attributes.format(world.client_user)) == "t|f|f"
     # Through pgbouncer, to its database and to the read-only entry.
-    who = "SELECT current_user || '@' || current_database()"
+    who = "SELECT session_user || '@' || current_database()"
     expected = f"{world.client_user}@{world.client_database}"
     assert as_client(port, credentials, world.client_database, who) == expected
     assert as_client(port, credentials, world.client_database + "_readonly", who) == expected
@@ -302,7 +309,7 @@ def test_two_units_serve_a_client_once_both_applied_and_broken_drops_it(
     credentials = client_credentials(handed, client.id)
 
     # Through each unit's pgbouncer in turn (both listen on the port: one is stopped).
-    who = "SELECT current_user || '@' || current_database()"
+    who = "SELECT session_user || '@' || current_database()"
     expected = f"{world.client_user}@{world.client_database}"
     follower.stop()
     assert as_client(port, credentials, world.client_database, who) == expected

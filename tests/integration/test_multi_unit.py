@@ -500,7 +500,7 @@ def test_real_relations_serve_a_client_through_every_unit_and_a_new_unit(
     def connect_everywhere() -> None:
         for n, index, folder in instances(model):
             result = psql(
-                "SELECT current_user || ' ' || current_database()",
+                "SELECT session_user || ' ' || current_database()",
                 host=folder,
                 port=port(model),
                 user=client["username"],
