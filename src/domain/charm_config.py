@@ -17,17 +17,17 @@ Two functions turn it into pgbouncer settings:
   configuration, leaving its databases and every other setting alone, so config-changed never
   undoes what the relation handlers wrote.
 
-The options decide ``listen_port``, ``pool_mode``, ``max_db_connections`` and the three pool
-sizes, which ``pool_sizes`` derives from ``max_db_connections`` and the number of pgbouncer
-processes (one per CPU core, sharing the port through ``so_reuseport``). ``max_db_connections``
-itself is written as the operator gave it, and pgbouncer applies it per process, so N processes
-may together open up to N times that many server connections per database.
+The options decide ``listen_port``, ``pool_mode``, and through ``domain.budget`` pgbouncer's
+``max_db_connections`` and the three pool sizes: the option is the most server connections per
+database that the whole application opens, so each process gets its share of it, given the
+number of pgbouncer processes of the whole application (units x processes per unit).
 """
 
 import attrs
 
+from domain.budget import ConnectionBudget
 from domain.errors import InvalidCharmConfig
-from domain.pgb_config import AUTH_PATH, PGB_DIR, POOL_MODES, PgbConfig, pool_sizes
+from domain.pgb_config import AUTH_PATH, PGB_DIR, POOL_MODES, PgbConfig
 
 __all__ = ["POOL_MODES", "CharmConfig", "apply_charm_config", "initial_config"]
 
@@ -63,20 +63,24 @@ class CharmConfig:
             )
 
 
+def budget(charm: CharmConfig, processes: int) -> ConnectionBudget:
+    """The connection budget of an application running ``processes`` pgbouncer processes."""
+    return ConnectionBudget(configured=charm.max_db_connections, processes=processes)
+
+
 def _charm_settings(charm: CharmConfig, processes: int) -> dict[str, str]:
-    sizes = pool_sizes(charm.max_db_connections, processes)
     return {
         "listen_port": str(charm.listen_port),
         "pool_mode": charm.pool_mode,
-        "max_db_connections": str(-(-charm.max_db_connections // processes)),
-        "default_pool_size": str(sizes.default_pool_size),
-        "min_pool_size": str(sizes.min_pool_size),
-        "reserve_pool_size": str(sizes.reserve_pool_size),
+        **budget(charm, processes).settings(),
     }
 
 
 def initial_config(charm: CharmConfig, processes: int) -> PgbConfig:
-    """The configuration a leader starts from: no databases, the charm's settings."""
+    """The configuration a leader starts from: no databases, the charm's settings.
+
+    ``processes`` is every pgbouncer process of the application (units x processes per unit).
+    """
     settings = {
         "listen_addr": "*",
         "logfile": f"{PGB_DIR}/pgbouncer.log",
@@ -99,5 +103,8 @@ def initial_config(charm: CharmConfig, processes: int) -> PgbConfig:
 
 
 def apply_charm_config(cfg: PgbConfig, charm: CharmConfig, processes: int) -> PgbConfig:
-    """``cfg`` with the settings the charm options decide replaced, all else untouched."""
+    """``cfg`` with the settings the charm options decide replaced, all else untouched.
+
+    ``processes`` is every pgbouncer process of the application (units x processes per unit).
+    """
     return cfg.with_settings(dict(_charm_settings(charm, processes)))

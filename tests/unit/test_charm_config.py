@@ -7,7 +7,7 @@ in test_pgb_config.py (test_real_pgbouncer_starts_on_the_initial_config).
 import pytest
 
 from domain.charm_config import POOL_MODES, CharmConfig, apply_charm_config, initial_config
-from domain.errors import InvalidCharmConfig, InvalidPgbConfig
+from domain.errors import InvalidCharmConfig
 from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 
 INITIAL_INI_DEFAULTS_2_PROCESSES = """\
@@ -16,17 +16,17 @@ INITIAL_INI_DEFAULTS_2_PROCESSES = """\
 [pgbouncer]
 auth_file = /var/lib/postgresql/pgbouncer/userlist.txt
 auth_type = md5
-default_pool_size = 25
+default_pool_size = 50
 ignore_startup_parameters = extra_float_digits,options
 listen_addr = *
 listen_port = 6432
 logfile = /var/lib/postgresql/pgbouncer/pgbouncer.log
 max_client_conn = 10000
 max_db_connections = 50
-min_pool_size = 13
+min_pool_size = 0
 pidfile = /var/lib/postgresql/pgbouncer/pgbouncer.pid
 pool_mode = session
-reserve_pool_size = 13
+reserve_pool_size = 0
 server_tls_sslmode = prefer
 so_reuseport = 1
 unix_socket_dir = /var/lib/postgresql/pgbouncer
@@ -56,8 +56,8 @@ def test_initial_config_follows_the_options() -> None:
     assert cfg.setting("pool_mode") == "transaction"
     assert cfg.setting("max_db_connections") == "0"
     assert cfg.setting("default_pool_size") == "20"
-    assert cfg.setting("min_pool_size") == "10"
-    assert cfg.setting("reserve_pool_size") == "10"
+    assert cfg.setting("min_pool_size") == "0"
+    assert cfg.setting("reserve_pool_size") == "0"
 
 
 def test_apply_charm_config_changes_only_charm_settings() -> None:
@@ -78,9 +78,9 @@ def test_apply_charm_config_changes_only_charm_settings() -> None:
         "listen_port": "6543",
         "pool_mode": "statement",
         "max_db_connections": "10",
-        "default_pool_size": "5",
-        "min_pool_size": "3",
-        "reserve_pool_size": "3",
+        "default_pool_size": "10",
+        "min_pool_size": "0",
+        "reserve_pool_size": "0",
     }
 
 
@@ -120,5 +120,5 @@ def test_invalid_options(options: dict[str, object], message: str) -> None:
 
 @pytest.mark.parametrize("processes", [0, -1])
 def test_processes_must_be_positive(processes: int) -> None:
-    with pytest.raises(InvalidPgbConfig, match=r"^processes: -?\d+ is not an integer >= 1$"):
+    with pytest.raises(InvalidCharmConfig, match=r"^processes: -?\d+ is not an integer >= 1$"):
         initial_config(CharmConfig(), processes)

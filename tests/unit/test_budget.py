@@ -1,0 +1,85 @@
+"""The connection budget: literal cases, then the promise checked over a whole range."""
+
+import pytest
+
+from domain.budget import ConnectionBudget, connection_budget
+from domain.errors import InvalidCharmConfig
+
+
+@pytest.mark.parametrize(
+    ("configured", "units", "settings", "total", "over"),
+    [
+        # 100 over 3 units x 2 processes: 16 each, 96 in all.
+        (100, [2, 2, 2], ("16", "16", "0", "0"), 96, False),
+        (100, [2], ("50", "50", "0", "0"), 100, False),
+        (100, [4, 4, 4, 4, 4], ("5", "5", "0", "0"), 100, False),
+        (7, [2, 2, 2], ("1", "1", "0", "0"), 6, False),
+        # Fewer connections than processes: one each, above the number, and said so.
+        (5, [2, 2, 2], ("1", "1", "0", "0"), 6, True),
+        (1, [4], ("1", "1", "0", "0"), 4, True),
+        # Units reporting different process counts: the shared share fits them all.
+        (30, [1, 2, 3], ("5", "5", "0", "0"), 30, False),
+        # 0 is unlimited: pgbouncer's own pool of 20, still no idle connection held.
+        (0, [2, 2], ("0", "20", "0", "0"), None, False),
+    ],
+)
+def test_the_budget_divides_the_number_among_every_process(
+    configured, units, settings, total, over
+):
+    budget = connection_budget(configured, units)
+    keys = ("max_db_connections", "default_pool_size", "min_pool_size", "reserve_pool_size")
+    assert budget.settings() == dict(zip(keys, settings, strict=True))
+    assert budget.total == total
+    assert budget.over is over
+
+
+def test_the_total_never_exceeds_the_number_unless_there_are_more_processes_than_it():
+    for configured in range(0, 130):
+        for units in range(1, 7):
+            for processes in range(1, 5):
+                budget = connection_budget(configured, [processes] * units)
+                every = units * processes
+                share = int(budget.settings()["max_db_connections"])
+                pools = int(budget.settings()["default_pool_size"]) + int(
+                    budget.settings()["reserve_pool_size"]
+                )
+                assert budget.settings()["min_pool_size"] == "0"
+                if configured == 0:
+                    assert share == 0
+                    assert budget.total is None
+                    continue
+                assert share >= 1
+                assert budget.over is (every > configured)
+                if every <= configured:
+                    assert every * share <= configured  # never above the number
+                    assert every * pools <= configured
+                    assert every * (share + 1) > configured  # and nothing left unused
+                else:
+                    assert share == 1
+                    assert budget.total == every
+
+
+def test_the_overrun_is_described_for_the_operator():
+    assert connection_budget(5, [2, 2, 2]).describe_overrun() == (
+        "max_db_connections 5 is below the 6 pgbouncer processes of the application:"
+        " each opens 1 server connection per database, 6 in total; raise it or run fewer units"
+    )
+
+
+@pytest.mark.parametrize(
+    ("configured", "units", "message"),
+    [
+        (-1, [1], "max_db_connections: -1 is not an integer >= 0"),
+        (True, [1], "max_db_connections: True is not an integer >= 0"),
+        (10, [], "processes: an application has at least one unit"),
+        (10, [2, 0], "processes: 0 is not an integer >= 1"),
+    ],
+)
+def test_bad_inputs_are_refused(configured, units, message):
+    with pytest.raises(InvalidCharmConfig, match=f"^{message}$"):
+        connection_budget(configured, units)
+
+
+def test_a_budget_checks_itself():
+    with pytest.raises(InvalidCharmConfig, match="processes: 0"):
+        ConnectionBudget(configured=10, processes=0)
