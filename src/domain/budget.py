@@ -12,9 +12,12 @@ a process gets at least 1: with more processes in the application than the numbe
 total is the number of processes, above the operator's number, and ``ConnectionBudget.over``
 says so, for a status the operator can act on (raise the number, or run fewer units).
 
-Within a process, one database's pool may use the process's whole share (``default_pool_size``
-= the share; pgbouncer's ``max_db_connections`` caps every pool of that database together, the
-auth role's included), no reserve pool is added on top, and an idle pool holds no server
+Within a process, pgbouncer's ``max_db_connections`` caps every pool of a database together,
+and that includes the connection pgbouncer 1.18 opens as the auth role to run ``auth_query``
+in the client's database. A client's pool therefore gets the share less that one connection
+(``default_pool_size`` = share - 1, at least 1): logins never have to evict a client's server
+connection to run ``auth_query``, a churn that PostgreSQL sees as one more backend while the
+evicted one exits. No reserve pool is added on top, and an idle pool holds no server
 connection (``min_pool_size`` 0): a quiet client costs the backend nothing.
 
 0 means unlimited, as for pgbouncer: each process keeps pgbouncer's own defaults (a pool of
@@ -60,7 +63,10 @@ class ConnectionBudget:
 
     @property
     def default_pool_size(self) -> int:
-        return self.per_process or UNLIMITED_POOL_SIZE
+        if self.per_process == 0:
+            return UNLIMITED_POOL_SIZE
+        # One of the share is the auth role's, for auth_query.
+        return max(1, self.per_process - 1)
 
     @property
     def min_pool_size(self) -> int:

@@ -9,16 +9,17 @@ from domain.errors import InvalidCharmConfig
 @pytest.mark.parametrize(
     ("configured", "units", "settings", "total", "over"),
     [
-        # 100 over 3 units x 2 processes: 16 each, 96 in all.
-        (100, [2, 2, 2], ("16", "16", "0", "0"), 96, False),
-        (100, [2], ("50", "50", "0", "0"), 100, False),
-        (100, [4, 4, 4, 4, 4], ("5", "5", "0", "0"), 100, False),
+        # 100 over 3 units x 2 processes: 16 each, 96 in all; a pool of 15 leaves one for
+        # the auth role's auth_query connection.
+        (100, [2, 2, 2], ("16", "15", "0", "0"), 96, False),
+        (100, [2], ("50", "49", "0", "0"), 100, False),
+        (100, [4, 4, 4, 4, 4], ("5", "4", "0", "0"), 100, False),
         (7, [2, 2, 2], ("1", "1", "0", "0"), 6, False),
         # Fewer connections than processes: one each, above the number, and said so.
         (5, [2, 2, 2], ("1", "1", "0", "0"), 6, True),
         (1, [4], ("1", "1", "0", "0"), 4, True),
         # Units reporting different process counts: the shared share fits them all.
-        (30, [1, 2, 3], ("5", "5", "0", "0"), 30, False),
+        (30, [1, 2, 3], ("5", "4", "0", "0"), 30, False),
         # 0 is unlimited: pgbouncer's own pool of 20, still no idle connection held.
         (0, [2, 2], ("0", "20", "0", "0"), None, False),
     ],
@@ -53,6 +54,7 @@ def test_the_total_never_exceeds_the_number_unless_there_are_more_processes_than
                 if every <= configured:
                     assert every * share <= configured  # never above the number
                     assert every * pools <= configured
+                    assert pools == max(1, share - 1)
                     assert every * (share + 1) > configured  # and nothing left unused
                 else:
                     assert share == 1

@@ -16,7 +16,7 @@ INITIAL_INI_DEFAULTS_2_PROCESSES = """\
 [pgbouncer]
 auth_file = /var/lib/postgresql/pgbouncer/userlist.txt
 auth_type = md5
-default_pool_size = 50
+default_pool_size = 49
 ignore_startup_parameters = extra_float_digits,options
 listen_addr = *
 listen_port = 6432
@@ -78,7 +78,7 @@ def test_apply_charm_config_changes_only_charm_settings() -> None:
         "listen_port": "6543",
         "pool_mode": "statement",
         "max_db_connections": "10",
-        "default_pool_size": "10",
+        "default_pool_size": "9",
         "min_pool_size": "0",
         "reserve_pool_size": "0",
     }

@@ -12,7 +12,8 @@ again gets a new user, member of the same owner role: its earlier data is there 
 
 Which application a database belongs to is recorded on the backend, in the maintenance
 database: the table ``pgbouncer_clients.databases`` (database name and oid, model uuid,
-application name), owned by the backend superuser and readable by no one else (clients never
+application name), owned by ``pg_database_owner`` (there: the server's bootstrap superuser, so
+it outlives any one relation user) and readable by no other role (clients never
 connect to the maintenance database through pgbouncer, and PUBLIC has no access to the schema).
 A COMMENT on the database would not do: a client owning a database (or creating one with
 CREATEDB) can write its comment. ``domain.clients.database_claim`` decides from that record.
@@ -309,6 +310,11 @@ def _ensure_registry(conn: psycopg.Connection) -> None:
         ).format(_REGISTRY)
     )
     conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(_REGISTRY))
+    # Owned by whoever owns the maintenance database (the server's bootstrap superuser), not
+    # by this relation's user: the backend may hand the charm another user one day, and the
+    # old one must stay droppable.
+    conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO pg_database_owner").format(schema))
+    conn.execute(sql.SQL("ALTER TABLE {} OWNER TO pg_database_owner").format(_REGISTRY))
 
 
 def _existing_database(conn: psycopg.Connection, database: str) -> ExistingDatabase | None:
