@@ -28,6 +28,7 @@ from adapters.postgres.clients import (
     ClientRefused,
     create_client,
     drop_client,
+    restrict_client,
     role_mark,
 )
 from domain.backend import AUTH_SCHEMA, BackendEndpoints, HostPort, with_auth_query
@@ -676,3 +677,49 @@ def test_sql_in_a_database_name_is_a_name_not_sql(backend, apps):
         )
         == "1"
     )
+
+
+# --- a relation served by an earlier version with CREATEROLE ------------------------------------
+
+
+def test_createrole_was_a_real_hole_and_restrict_client_closes_it(backend, apps):
+    """What an earlier version of the charm handed out: CREATEROLE. On PostgreSQL 15 the role
+    grants itself pg_execute_server_program and another client's role (the attack of the
+    issue, run for real), then restrict_client takes all of it back."""
+    victim = backend.serve(_name("victim_db"), apps("victim"))
+    backend.via_pgbouncer(
+        victim, "CREATE TABLE private (s text); INSERT INTO private VALUES ('x')"
+    )
+    client = backend.serve(_name("old_db"), apps("old"))
+    backend.as_admin(f"ALTER ROLE {client.user} CREATEROLE")  # as the earlier version did
+
+    # The hole: it grants itself the server's shell and the victim's data, and uses both.
+    backend.direct(client, "SET ROLE NONE; GRANT pg_execute_server_program TO CURRENT_USER")
+    backend.direct(client, f"SET ROLE NONE; GRANT {victim.owner} TO CURRENT_USER")
+    shell = "SET ROLE NONE; CREATE TEMP TABLE out (s text); COPY out FROM PROGRAM 'id -un';"
+    assert backend.direct(client, shell + " SELECT s FROM out").splitlines()[-1] == "postgres"
+    backend.as_admin(f"GRANT CONNECT ON DATABASE {victim.database} TO {client.user}")
+    assert backend.direct(client, "SELECT s FROM private", victim.database) == "x"
+
+    assert restrict_client(
+        backend.dsn, client.user, role_mark(MODEL, PGB_APP, client.relation_id), client.database
+    )
+    assert (
+        backend.as_admin(
+            f"SELECT rolcreaterole::text || rolsuper::text FROM pg_roles"
+            f" WHERE rolname = '{client.user}'"
+        )
+        == "falsefalse"
+    )
+    denied(
+        lambda: backend.direct(client, shell + " SELECT s FROM out"),
+        "must be superuser or have privileges of the pg_execute_server_program role",
+    )
+    denied(
+        lambda: backend.direct(client, "SET ROLE NONE; SELECT s FROM private", victim.database),
+        "permission denied",
+    )
+    # Its own database stays its own.
+    assert backend.via_pgbouncer(client, "SELECT current_user") == client.owner
+    # A role without this charm's mark is not touched.
+    assert not restrict_client(backend.dsn, victim.user, "another mark", victim.database)

@@ -78,6 +78,7 @@ __all__ = [
     "create_client",
     "drop_client",
     "owner_mark",
+    "restrict_client",
     "role_mark",
 ]
 
@@ -151,6 +152,32 @@ def create_client(
         "created" if created else "already there",
     )
     return created
+
+
+def restrict_client(conninfo: str, user: str, mark: str, database: str) -> bool:
+    """Take from ``user`` (this charm's client role) every attribute beyond a plain login and
+    every membership but its database's owner role: for a relation served before its request
+    became one the charm refuses (an earlier version granted CREATEROLE, with which the role
+    could have granted itself anything). Returns whether the role was this charm's and there.
+    """
+    keep = owner_role(database)
+    with _failures_as_unavailable(conninfo), _connect(conninfo, _MAINTENANCE_DB) as conn:
+        if _role_comment(conn, user) != mark:
+            return False
+        with conn.transaction():
+            role = sql.Identifier(user)
+            conn.execute(
+                sql.SQL("ALTER ROLE {} NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS").format(
+                    role
+                )
+            )
+            for (granted,) in conn.execute(_MEMBERSHIPS, [user]).fetchall():
+                if granted != keep:
+                    conn.execute(
+                        sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(str(granted)), role)
+                    )
+    logger.warning("client role %s restricted to its own database", user)
+    return True
 
 
 def drop_client(conninfo: str, user: str, mark: str, database: str | None = None) -> bool:
@@ -405,20 +432,20 @@ def _upsert_role(
 # --- drop_client's steps ------------------------------------------------------------------------
 
 
+_MEMBERSHIPS = """
+    SELECT r.rolname FROM pg_catalog.pg_auth_members AS m
+    JOIN pg_catalog.pg_roles AS r ON r.oid = m.roleid
+    JOIN pg_catalog.pg_roles AS u ON u.oid = m.member
+    WHERE u.rolname = %s ORDER BY 1
+"""
+
+
 def _heir(conn: psycopg.Connection, user: str, database: str | None) -> sql.Composable:
     """Who gets what ``user`` owned: the owner role of its database, else the superuser."""
     candidates = []
     if database is not None:
         candidates.append(owner_role(database))
-    rows = conn.execute(
-        """
-        SELECT r.rolname FROM pg_catalog.pg_auth_members AS m
-        JOIN pg_catalog.pg_roles AS r ON r.oid = m.roleid
-        JOIN pg_catalog.pg_roles AS u ON u.oid = m.member
-        WHERE u.rolname = %s ORDER BY 1
-        """,
-        [user],
-    ).fetchall()
+    rows = conn.execute(_MEMBERSHIPS, [user]).fetchall()
     candidates.extend(str(row[0]) for row in rows)
     for candidate in candidates:
         comment = _role_comment(conn, candidate)
