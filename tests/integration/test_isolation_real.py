@@ -489,6 +489,18 @@ ESCALATIONS = [
         "must be superuser|permission denied",
     ),
     ("SELECT * FROM {registry}", "permission denied"),
+    ("ALTER ROLE {user} RENAME TO hijacked", "permission denied|session user cannot be renamed"),
+    ("ALTER ROLE {user} CONNECTION LIMIT -1", "permission denied"),
+    ("ALTER ROLE {user} VALID UNTIL 'infinity'", "permission denied"),
+    ("ALTER ROLE {user} NOINHERIT", "permission denied"),
+    ("COMMENT ON ROLE {user} IS 'forged mark'", "must have CREATEROLE|permission denied"),
+    ("COMMENT ON ROLE {other_owner} IS 'forged mark'", "must have CREATEROLE|permission denied"),
+    ("ALTER DATABASE {other_database} SET search_path = public", "must be owner"),
+    ("ALTER DATABASE {database} OWNER TO {other_owner}", "must be (able to SET ROLE|member)"),
+    ("DROP DATABASE {other_database}", "must be owner"),
+    ("REASSIGN OWNED BY {other_owner} TO CURRENT_USER", "permission denied"),
+    ("ALTER SCHEMA public OWNER TO {other_owner}", "must be (able to SET ROLE|member)"),
+    ("CREATE TABLE stolen (n int); ALTER TABLE stolen OWNER TO {other_owner}", "must be member"),
 ]
 
 
@@ -496,6 +508,7 @@ ESCALATIONS = [
 def test_a_served_client_cannot_escalate(campaign, attack, refusal):
     backend, attacker, victim = campaign
     sql = attack.format(
+        other_database=victim.database,
         user=attacker.user,
         owner=attacker.owner,
         database=attacker.database,
@@ -530,6 +543,21 @@ def test_a_served_client_cannot_escalate(campaign, attack, refusal):
         == attacker.owner
     )
     assert backend.via_pgbouncer(victim, "SELECT s FROM private") == "x"
+
+
+def test_another_clients_statements_stay_hidden_in_pg_stat_activity(campaign):
+    backend, attacker, victim = campaign
+    conninfo = make_dsn("127.0.0.1", backend.port, victim.user, victim.password, victim.database)
+    look = (
+        "SELECT coalesce(string_agg(query, ','), '') FROM pg_stat_activity"
+        f" WHERE usename = '{victim.user}' AND query LIKE '%victim secret%'"
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT 'victim secret' AS s")
+        # Positive control: the victim, as itself (not its owner role), sees its statement.
+        assert "SELECT 'victim secret'" in backend.via_pgbouncer(victim, "SET ROLE NONE; " + look)
+        for attempt in (look, "SET ROLE NONE; " + look):
+            assert "SELECT 'victim secret'" not in backend.via_pgbouncer(attacker, attempt)
 
 
 def test_positive_controls_the_owner_does_what_the_attacker_cannot(backend, apps):
@@ -621,6 +649,54 @@ def test_database_settings_planted_by_the_owner_cannot_turn_the_charms_session(b
     remove_auth(backend.dsn, backend.auth_user, [client.database, "postgres"])
     install_auth(backend.dsn, backend.auth_user, backend.auth_password, ["postgres"])
     assert backend.as_admin(is_superuser) == "f"
+
+
+def test_a_trap_planted_for_auth_query_never_runs_as_the_auth_role_or_the_function_owner(
+    backend, apps
+):
+    """pgbouncer runs auth_query as the auth role in the client's own database, whose settings
+    the client controls. It plants operators that log who runs them; logins go on working, and
+    the log stays empty: the query is schema-qualified and the function's own search_path is
+    fixed."""
+    client = backend.serve(_name("authtrap_db"), apps("authtrap"))
+    backend.via_pgbouncer(
+        client,
+        f"""
+        CREATE SCHEMA trap;
+        CREATE TABLE trap.log (who name, at timestamptz DEFAULT now());
+        GRANT USAGE ON SCHEMA trap TO PUBLIC;
+        GRANT INSERT, SELECT ON trap.log TO PUBLIC;
+        CREATE FUNCTION trap.eq_name(a name, b name) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO trap.log (who) VALUES (current_user);
+            RETURN a OPERATOR(pg_catalog.=) b;
+        END $$;
+        CREATE FUNCTION trap.eq_text(a name, b text) RETURNS boolean LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO trap.log (who) VALUES (current_user);
+            RETURN a OPERATOR(pg_catalog.=) b;
+        END $$;
+        CREATE OPERATOR trap.= (LEFTARG = name, RIGHTARG = name, FUNCTION = trap.eq_name);
+        CREATE OPERATOR trap.= (LEFTARG = name, RIGHTARG = text, FUNCTION = trap.eq_text);
+        CREATE FUNCTION trap.get_auth(username text) RETURNS TABLE(usename name, passwd text)
+            LANGUAGE sql AS $$ SELECT username::name, 'stolen'::text $$;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA trap TO PUBLIC;
+        ALTER DATABASE {client.database} SET search_path = trap, pg_catalog;
+        """,
+    )
+    # The control: an unguarded session there does run the trap.
+    backend.as_admin("SELECT count(*) FROM pg_roles WHERE rolname = 'x'::name", client.database)
+    assert backend.as_admin("SELECT count(*) FROM trap.log", client.database) != "0"
+    backend.as_admin("TRUNCATE trap.log", client.database)
+
+    # New logins through pgbouncer: each one runs auth_query as the auth role, in this database.
+    backend.workload.restart()
+    assert backend.via_pgbouncer(client, "SELECT session_user") == client.user
+    denied(
+        lambda: backend.via_pgbouncer(dataclasses.replace(client, password="stolen"), "SELECT 1"),
+        "SASL authentication failed|password authentication failed",
+    )
+    assert backend.as_admin("SELECT count(*) FROM trap.log", client.database) == "0"
 
 
 def test_a_role_setting_planted_on_the_database_does_not_move_the_charms_session(backend, apps):
