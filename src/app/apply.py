@@ -23,7 +23,7 @@ from adapters.juju.backend import request_database
 from adapters.juju.clients import ClientSecretUnavailable
 from adapters.juju.peer_relation import PeerRelationMissing
 from adapters.juju.secret_store import StoreUnavailable
-from adapters.postgres.errors import BackendUnavailable
+from adapters.postgres.errors import BackendUnavailable, ClientRefused
 from app.gather import Adapters
 from domain.effects import (
     Acknowledge,
@@ -94,6 +94,20 @@ class EffectApplier:
             effect = batch[0]
             try:
                 self._apply(batch, event, reasons)
+            except ClientRefused as err:
+                # What the backend holds refuses this client: blocked until its request
+                # changes. The rest of this plan serves it, so it stops here; the deferred
+                # event plans again without it, and the other clients are served.
+                assert isinstance(effect, CreateClientRole)
+                where = f"database relation {effect.relation_id} ({effect.app_name})"
+                reason = first_line(err)
+                logger.error("%s: refused: %s", where, reason)
+                self._adapters.memory.remember_refusal(
+                    effect.relation_id, effect.database, effect.extra_user_roles, reason
+                )
+                reasons.append(StatusReason(Severity.BLOCKED, f"{where}: {reason}"))
+                event.defer()
+                return reasons
             except _FAILURES as err:
                 message = f"{_describe(effect)}: {first_line(err)}"
                 reasons.append(StatusReason(Severity.WAITING, message))
@@ -181,9 +195,9 @@ class EffectApplier:
                     request_database(adapters.model, relation, database)
             case InstallAuth(access, auth_user, password, databases):
                 adapters.postgres().install_auth(access, auth_user, password, databases)
-            case CreateClientRole(access, relation_id, user, password, database, roles):
+            case CreateClientRole(access, relation_id, user, password, database, roles, app):
                 adapters.postgres().create_client(
-                    access, relation_id, user, password, database, roles
+                    access, relation_id, user, password, database, roles, app
                 )
             case RemoveAuthSetup(access, auth_user, databases):
                 adapters.postgres().remove_auth(access, auth_user, databases)

@@ -69,10 +69,15 @@ DEFAULT_LISTEN_PORT = 6432
 PEER_RELATION = "pgb-peers"
 
 
+# What the backend setup of a client does; a new value sets every client up again once (a
+# charm upgraded from a version without owner roles, records and closed databases).
+CLIENT_SETUP_VERSION = "isolation-1"
+
+
 def serve_digest(request: ClientRequest, password: str, access: BackendAccess) -> str:
     # One-way and kept in this unit's memory only: it tells "already set up" apart from
     # "something changed" without storing the password.
-    fields = (request.database, ",".join(request.extra_user_roles), password)
+    fields = (CLIENT_SETUP_VERSION, request.database, ",".join(request.extra_user_roles), password)
     return content_digest(f"{request.relation_id}\n{chr(10).join(fields)}\n{access.fingerprint()}")
 
 
@@ -135,6 +140,12 @@ class ClientService:
     ) -> PgbConfig | None:
         own = self.event.is_about(client.relation_id, EventKind.CLIENT_CHANGED)
         request, served = self._request(plan, client, own), client.served_database
+        refused = self.view.memory.refusal(client.relation_id)
+        if request is not None and refused is not None and refused.is_for(request):
+            # The backend refused it (its database is another application's): no entries,
+            # no answer, until the request changes.
+            plan.report(Severity.BLOCKED, f"{client.where}: {refused.reason}")
+            return cfg
         if served is not None:
             self._to_answer.append((client, served))
         if request is None or (served is not None and served != request.database):
@@ -149,7 +160,9 @@ class ClientService:
                 f"{client.where}: its role {request.user} is the backend's own user; relate again",
             )
             return cfg
-        self._set_up(plan, request, backend, trusted=served is not None and not own)
+        self._set_up(
+            plan, request, client.app_name or "", backend, trusted=served is not None and not own
+        )
         if served is None:
             self._to_answer.append((client, request.database))
         endpoints = self.view.backend.endpoints if self.view.backend else None
@@ -176,7 +189,7 @@ class ClientService:
         return request
 
     def _set_up(
-        self, plan: Plan, request: ClientRequest, backend: _Backend, trusted: bool
+        self, plan: Plan, request: ClientRequest, app_name: str, backend: _Backend, trusted: bool
     ) -> None:
         """``trusted``: the client was answered before and this is not its own hook, so a unit
         that remembers nothing of it (a new leader) does not reach the backend for it."""
@@ -199,6 +212,7 @@ class ClientService:
                     password,
                     request.database,
                     request.extra_user_roles,
+                    app_name,
                 )
             )
             # The auth function in the client's database too: pgbouncer 1.18 runs auth_query

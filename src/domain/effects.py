@@ -135,6 +135,8 @@ class CreateClientRole(_Effect):
     password: str = attrs.field(validator=_non_empty, repr=False)
     database: str = attrs.field(validator=_non_empty)
     extra_user_roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    # The client application (in this model) the database is for: only it may have it.
+    app_name: str = attrs.field(default="", validator=_non_empty)
 
 
 @attrs.frozen(repr=False)

@@ -131,16 +131,37 @@ class ServedClient:
 
 
 @attrs.frozen
+class RefusedClient:
+    """A request the backend refused (its database or a role is another's): the request as it
+    was, and why. It stays refused until the request changes."""
+
+    database: str
+    extra_user_roles: tuple[str, ...]
+    reason: str
+
+    def is_for(self, request: ClientRequest) -> bool:
+        return (self.database, self.extra_user_roles) == (
+            request.database,
+            request.extra_user_roles,
+        )
+
+
+@attrs.frozen
 class Memory:
     """What this unit remembers between hooks (Juju's StoredState): one-way digests of what
-    it set up, so a repeat skips the backend, and the client roles still to drop."""
+    it set up, so a repeat skips the backend, the client roles still to drop, and the
+    requests the backend refused."""
 
     backend_digest: str = ""
     served: tuple[tuple[int, ServedClient], ...] = ()
     roles_to_drop: tuple[int, ...] = ()
+    refused: tuple[tuple[int, RefusedClient], ...] = ()
 
     def client(self, relation_id: int) -> ServedClient | None:
         return dict(self.served).get(relation_id)
+
+    def refusal(self, relation_id: int) -> RefusedClient | None:
+        return dict(self.refused).get(relation_id)
 
 
 @attrs.frozen

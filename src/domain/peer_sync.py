@@ -50,7 +50,7 @@ from typing import Protocol
 import attrs
 
 from domain.auth_file import parse_auth_file
-from domain.charm_config import CharmConfig, apply_charm_config, initial_config
+from domain.charm_config import CharmConfig, apply_charm_config, budget, initial_config
 from domain.effects import (
     Acknowledge,
     Defer,
@@ -108,13 +108,20 @@ class PeerView:
     peer_hostnames: tuple[str, ...] = ()
     # The charm's options; None when they are invalid (``hook_plan`` reports which one).
     charm: CharmConfig | None = CharmConfig()
-    # pgbouncer processes on this unit: pool sizes are divided among them.
+    # pgbouncer processes on this unit.
     processes: int = 1
     # The pgbouncer version of this unit's image, asked once per start of the container
     # (else what the unit published); None while unknown: validated as the oldest supported.
     pgbouncer_version: PgbVersion | None = None
     # The versions the other units published: the leader publishes nothing older ones refuse.
     peer_versions: tuple[PgbVersion, ...] = ()
+
+    @property
+    def app_processes(self) -> int:
+        """Every pgbouncer process of the application, among which ``max_db_connections`` is
+        divided: this unit's count for each live unit (the units of one application run the
+        same image on the same resources)."""
+        return self.processes * (1 + len(self.peer_hostnames))
 
 
 class LeaderStep(Protocol):
@@ -167,7 +174,8 @@ class PeerSyncService:
         if not view.is_leader:
             plan.follow()
             return plan.done()
-        files = plan.shape(plan.leader_files())
+        # A unit joining or leaving changes every process's share of the budget.
+        files = plan.shape(plan.follow_budget(plan.leader_files()))
         if files is None:
             return plan.defer(NOT_REACHABLE)
         if files.cfg is None:
@@ -504,7 +512,7 @@ class Plan:
         wants_render = rerender or (render_if_missing and files is not None and files.cfg is None)
         if files is not None and view.charm is not None and wants_render:
             files = self._render(files, view.charm)
-        files = self.shape(files)
+        files = self.shape(self.follow_budget(files))
         if files is None:
             self.report(Severity.WAITING, NOT_REACHABLE)
             return None
@@ -519,8 +527,26 @@ class Plan:
         self.answer()
         return files
 
+    def follow_budget(self, files: WorkloadFiles | None) -> WorkloadFiles | None:
+        """Re-render when the budget's settings no longer match the number of units (one
+        joined or left); report when the budget cannot hold (more processes than it)."""
+        charm = self.view.charm
+        if charm is None or files is None or files.cfg is None:
+            return files
+        share = budget(charm, self.view.app_processes)
+        if share.over:
+            self.report(Severity.BLOCKED, share.describe_overrun())
+        current = parse_or_none(files.cfg)
+        if current is None or current.setting("max_db_connections") is None:
+            # Invalid (reported where it is published), or not rendered by the charm's
+            # options yet: config-changed renders it.
+            return files
+        if all(current.setting(key) == value for key, value in share.settings().items()):
+            return files
+        return self._render(files, charm)
+
     def _render(self, files: WorkloadFiles, charm: CharmConfig) -> WorkloadFiles:
-        processes = self.view.processes
+        processes = self.view.app_processes
         if files.cfg is None:
             text = render_pgb_ini(initial_config(charm, processes))
             self.wanted = WorkloadFiles(text, files.auth)

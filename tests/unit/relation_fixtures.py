@@ -41,10 +41,10 @@ MOVED_SETUP_DIGEST = content_digest(
 )
 # ... and once client relation 5 is set up for database "app" with CREATEDB.
 SERVE_DIGEST = content_digest(
-    "5\napp\nCREATEDB\nCl13nt-Pw4rd-Xq8zR2mT6vYb\nrelation_id_7\nVh3kP9sLq2Zx7RwT5mNc8bJd\n10.1.1.1:5432"
+    "5\nisolation-1\napp\nCREATEDB\nCl13nt-Pw4rd-Xq8zR2mT6vYb\nrelation_id_7\nVh3kP9sLq2Zx7RwT5mNc8bJd\n10.1.1.1:5432"
 )
 MOVED_SERVE_DIGEST = content_digest(
-    "5\napp\nCREATEDB\nCl13nt-Pw4rd-Xq8zR2mT6vYb\nrelation_id_7\nVh3kP9sLq2Zx7RwT5mNc8bJd\n10.1.1.3:5432"
+    "5\nisolation-1\napp\nCREATEDB\nCl13nt-Pw4rd-Xq8zR2mT6vYb\nrelation_id_7\nVh3kP9sLq2Zx7RwT5mNc8bJd\n10.1.1.3:5432"
 )
 
 # The leader's pgbouncer.ini as the charm renders it (sorted): without the auth settings,

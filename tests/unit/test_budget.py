@@ -1,9 +1,23 @@
 """The connection budget: literal cases, then the promise checked over a whole range."""
 
+import attrs
 import pytest
 
 from domain.budget import ConnectionBudget, connection_budget
+from domain.charm_config import CharmConfig, initial_config
+from domain.effects import (
+    Acknowledge,
+    PublishCfg,
+    Reload,
+    Report,
+    WriteCfg,
+)
 from domain.errors import InvalidCharmConfig
+from domain.peer_data import Acknowledgement, AppPeerData, UnitPeerData
+from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
+from domain.pgb_config import render_pgb_ini
+from domain.status import Severity, StatusReason
+from tests.unit.peer_fixtures import HOST0, HOST1, HOST2
 
 
 @pytest.mark.parametrize(
@@ -85,3 +99,78 @@ def test_bad_inputs_are_refused(configured, units, message):
 def test_a_budget_checks_itself():
     with pytest.raises(InvalidCharmConfig, match="processes: 0"):
         ConnectionBudget(configured=10, processes=0)
+
+
+# --- the leader follows the number of units ------------------------------------------------
+
+CHARM = CharmConfig(max_db_connections=100)
+
+
+def _cfg(app_processes: int) -> str:
+    return render_pgb_ini(initial_config(CHARM, app_processes))
+
+
+def _leader(cfg: str, peers: tuple[str, ...], processes: int = 2) -> PeerView:
+    return PeerView(
+        is_leader=True,
+        hostname=HOST0,
+        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0),
+        own=UnitPeerData(hostname=HOST0, ack=Acknowledgement.of(cfg, None, True)),
+        workload=WorkloadFiles(cfg=cfg),
+        peer_hostnames=peers,
+        charm=CHARM,
+        processes=processes,
+    )
+
+
+def _moved(cfg: str) -> list:
+    return [
+        WriteCfg(cfg),
+        Reload(),
+        PublishCfg(cfg),
+        Acknowledge(Acknowledgement.of(cfg, None, True)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("running", "peers", "share"),
+    [
+        # One unit of 2 processes ran 50 each; a second unit joins: 25 each.
+        (2, (HOST1,), "25"),
+        # Three units, one leaves: 100 // 4 = 25, from 16.
+        (6, (HOST1,), "25"),
+        (4, (HOST1, HOST2), "16"),
+    ],
+)
+def test_a_unit_joining_or_leaving_moves_every_share(running, peers, share):
+    view = _leader(_cfg(running), peers)
+    wanted = _cfg(2 * (1 + len(peers)))
+    assert f"max_db_connections = {share}\n" in wanted
+    for effects in (
+        PeerSyncService().on_relation_changed(view),
+        PeerSyncService().on_relation_departed(view, None),
+        PeerSyncService().on_update_status(view),
+    ):
+        assert effects == _moved(wanted)
+
+
+def test_a_settled_share_changes_nothing():
+    view = _leader(_cfg(4), (HOST1,))
+    assert PeerSyncService().on_relation_changed(view) == []
+    assert PeerSyncService().on_update_status(view) == []
+
+
+def test_more_processes_than_the_budget_is_reported():
+    charm = CharmConfig(max_db_connections=3)
+    cfg = render_pgb_ini(initial_config(charm, 4))
+    view = attrs.evolve(_leader(cfg, (HOST1,)), charm=charm)
+    assert PeerSyncService().on_update_status(view) == [
+        Report(
+            StatusReason(
+                Severity.BLOCKED,
+                "max_db_connections 3 is below the 4 pgbouncer processes of the application:"
+                " each opens 1 server connection per database, 4 in total; raise it or run"
+                " fewer units",
+            )
+        )
+    ]

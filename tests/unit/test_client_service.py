@@ -41,6 +41,7 @@ from domain.hook_view import (
     HookEvent,
     HookView,
     Memory,
+    RefusedClient,
     ServedClient,
 )
 from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
@@ -86,7 +87,10 @@ ANSWER = (
     ("read-only-endpoints", f"{HOST1}:6432"),
     ("version", "16.4"),
 )
-SUPERUSER_REFUSED = "extra-user-roles 'SUPERUSER' is not one of CREATEDB, CREATEROLE, LOGIN"
+SUPERUSER_REFUSED = (
+    "extra-user-roles 'SUPERUSER' refused: it bypasses every permission check;"
+    " allowed: CREATEDB, LOGIN"
+)
 
 
 def ack(cfg: str | None, auth: str | None = AUTH_LINE) -> Acknowledgement:
@@ -222,7 +226,7 @@ ROWS = [
         NEW,
         [
             CreateClientRole(
-                ACCESS, CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, "app", ("CREATEDB",)
+                ACCESS, CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, "app", ("CREATEDB",), "client-app"
             ),
             InstallAuth(ACCESS, AUTH_USER, AUTH_PASSWORD, ("app",)),
             WriteCfg(CFG_SERVED),
@@ -314,7 +318,7 @@ ROWS = [
         view(SETTLED, memory=Memory(SETUP_DIGEST)),
         [
             CreateClientRole(
-                ACCESS, CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, "app", ("CREATEDB",)
+                ACCESS, CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, "app", ("CREATEDB",), "client-app"
             ),
             InstallAuth(ACCESS, AUTH_USER, AUTH_PASSWORD, ("app",)),
             RememberClient(CLIENT_ID, SERVE_DIGEST, "app"),
@@ -328,7 +332,13 @@ ROWS = [
             RequestDatabase("pgbouncer-k8s"),
             InstallAuth(MOVED_ACCESS, AUTH_USER, AUTH_PASSWORD, AUTH_DATABASES),
             CreateClientRole(
-                MOVED_ACCESS, CLIENT_ID, CLIENT_USER, CLIENT_PASSWORD, "app", ("CREATEDB",)
+                MOVED_ACCESS,
+                CLIENT_ID,
+                CLIENT_USER,
+                CLIENT_PASSWORD,
+                "app",
+                ("CREATEDB",),
+                "client-app",
             ),
             InstallAuth(MOVED_ACCESS, AUTH_USER, AUTH_PASSWORD, ("app",)),
             WriteCfg(CFG_SERVED_MOVED),
@@ -420,3 +430,27 @@ ROWS = [
 @pytest.mark.parametrize(("event", "hook_view", "expected"), ROWS)
 def test_client_service(event: HookEvent, hook_view: HookView, expected: list[Effect]):
     assert planner.plan(event, hook_view) == expected
+
+
+# --- a request the backend refused (its database is another application's) -----------------
+
+TAKEN = "database app belongs to another application (first-app)"
+
+
+def test_a_request_the_backend_refused_is_blocked_and_not_served_until_it_changes():
+    refused = view(
+        NEW,
+        memory=Memory(
+            SETUP_DIGEST, refused=((CLIENT_ID, RefusedClient("app", ("CREATEDB",), TAKEN)),)
+        ),
+    )
+    assert planner.plan(OWN, refused) == [blocked(f"{WHERE}: {TAKEN}")]
+    assert planner.plan(UPDATE, refused) == [blocked(f"{WHERE}: {TAKEN}")]
+
+
+def test_a_changed_request_is_tried_again_after_a_refusal():
+    older = RefusedClient("app", (), TAKEN)  # refused when it asked without CREATEDB
+    refused = view(NEW, memory=Memory(SETUP_DIGEST, refused=((CLIENT_ID, older),)))
+    tried = planner.plan(OWN, refused)
+    assert tried == planner.plan(OWN, NEW)
+    assert any(isinstance(effect, CreateClientRole) for effect in tried)

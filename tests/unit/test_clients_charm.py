@@ -842,8 +842,8 @@ def test_a_refused_request_stays_in_the_status_in_every_hook(folder):
     quiet = testing.Relation("database", id=7, remote_app_name="quiet-app")
     state = dataclasses.replace(state, relations={*state.relations, refused, quiet})
     reason = (
-        "database relation 6 (greedy-app): extra-user-roles 'SUPERUSER' is not one of"
-        " CREATEDB, CREATEROLE, LOGIN"
+        "database relation 6 (greedy-app): extra-user-roles 'SUPERUSER' refused: it bypasses"
+        " every permission check; allowed: CREATEDB, LOGIN"
     )
     ctx = context("3.6.0")
 

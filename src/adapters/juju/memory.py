@@ -7,7 +7,7 @@ credential, never shared: a new leader, or lost state, just runs the idempotent 
 
 from typing import Any
 
-from domain.hook_view import Memory, ServedClient
+from domain.hook_view import Memory, RefusedClient, ServedClient
 
 
 class UnitMemory:
@@ -15,7 +15,7 @@ class UnitMemory:
 
     def __init__(self, stored: Any):
         self._stored = stored
-        stored.set_default(backend_digest="", served={}, roles_to_drop=[])
+        stored.set_default(backend_digest="", served={}, roles_to_drop=[], refused={})
 
     def read(self) -> Memory:
         served = tuple(
@@ -24,10 +24,24 @@ class UnitMemory:
                 for key, value in self._stored.served.items()
             )
         )
+        refused = tuple(
+            sorted(
+                (
+                    int(key),
+                    RefusedClient(
+                        str(value["database"]),
+                        tuple(str(role) for role in value["roles"]),
+                        str(value["reason"]),
+                    ),
+                )
+                for key, value in self._stored.refused.items()
+            )
+        )
         return Memory(
             backend_digest=self._stored.backend_digest,
             served=served,
             roles_to_drop=tuple(int(rid) for rid in self._stored.roles_to_drop),
+            refused=refused,
         )
 
     def remember_backend(self, digest: str) -> None:
@@ -35,9 +49,20 @@ class UnitMemory:
 
     def remember_client(self, relation_id: int, digest: str, database: str) -> None:
         self._stored.served[str(relation_id)] = {"digest": digest, "database": database}
+        self._stored.refused.pop(str(relation_id), None)
+
+    def remember_refusal(
+        self, relation_id: int, database: str, roles: tuple[str, ...], reason: str
+    ) -> None:
+        self._stored.refused[str(relation_id)] = {
+            "database": database,
+            "roles": list(roles),
+            "reason": reason,
+        }
 
     def forget_client(self, relation_id: int, drop_role: bool) -> None:
         self._stored.served.pop(str(relation_id), None)
+        self._stored.refused.pop(str(relation_id), None)
         if drop_role and relation_id not in self._stored.roles_to_drop:
             self._stored.roles_to_drop.append(relation_id)
 

@@ -49,11 +49,20 @@ class PostgresBackend:
         password: str,
         database: str,
         extra_roles: Iterable[str],
+        app_name: str,
     ) -> None:
+        """Raises ``ClientRefused`` when the database or a role is another's."""
         from adapters.postgres.clients import create_client
+        from domain.clients import ClientApp
 
         create_client(
-            self._dsn(access), user, password, database, extra_roles, self._mark(relation_id)
+            self._dsn(access),
+            user,
+            password,
+            database,
+            extra_roles,
+            self._mark(relation_id),
+            ClientApp(self._model_uuid, app_name),
         )
 
     def drop_client(self, access: BackendAccess, relation_id: int, user: str) -> None:
