@@ -414,6 +414,14 @@ def _v1_receive(
 
 @pytest.mark.parametrize("shape", ["v0 with secrets", "v0 without secrets", "v1"])
 def test_every_shape_of_request_gets_a_database_it_logs_in_to(postgres, world, workloads, shape):
+
+
+def test_another_application_asking_for_a_served_database_is_blocked_and_given_nothing(
+    postgres, world, workloads
+):
+    """The charm as a whole: application B asks for application A's database. B is blocked
+    with the reason, gets no credentials, no role and no entry; A keeps working; and B's
+    refusal does not keep a third application from being served in the next hooks."""
     port = free_port()
     leader = workloads("leader")
     leader.write_cfg(initial_cfg(port))
@@ -455,3 +463,62 @@ def test_every_shape_of_request_gets_a_database_it_logs_in_to(postgres, world, w
     who = "SELECT current_user || '@' || current_database()"
     expected = f"{world.client_user}@{world.client_database}"
     assert as_client(port, credentials, world.client_database, who) == expected
+
+
+    ctx = context(charm_with(leader))
+    set_up = ctx.run(ctx.on.relation_changed(backend, remote_unit=0), state)
+    served = ctx.run(
+        ctx.on.relation_changed(set_up.get_relation(client.id), remote_unit=0), set_up
+    )
+    credentials = client_credentials(served, client.id)
+
+    thief_id, other_id = world.client_id + 1, world.client_id + 2
+    thief = testing.Relation(
+        "database",
+        id=thief_id,
+        remote_app_name="thief-app",
+        remote_app_data={"database": world.client_database},
+    )
+    cfg_before = leader.read_cfg()
+    state = dataclasses.replace(served, relations={*served.relations, thief})
+    out = ctx.run(ctx.on.relation_changed(thief, remote_unit=0), state)
+
+    reason = (
+        f"database relation {thief_id} (thief-app): database {world.client_database} belongs"
+        " to another application (client-app)"
+    )
+    assert out.unit_status == testing.BlockedStatus(reason)
+    assert out.get_relation(thief_id).local_app_data == {}
+    assert leader.read_cfg() == cfg_before
+    thief_role = f"SELECT count(*) FROM pg_roles WHERE rolname = 'relation_id_{thief_id}'"
+    assert count(postgres, thief_role) == "0"
+    # The rightful application still reads and writes its database.
+    as_client(port, credentials, world.client_database, "CREATE TABLE mine (n int)")
+    as_client(port, credentials, world.client_database, "INSERT INTO mine VALUES (1)")
+
+    # A third application asks for a database of its own: served despite the refusal, which
+    # stays in the status.
+    other_db = f"{world.client_database}_other"
+    other = testing.Relation(
+        "database",
+        id=other_id,
+        remote_app_name="other-app",
+        remote_app_data={"database": other_db},
+    )
+    state = dataclasses.replace(out, relations={*out.relations, other}, deferred=[])
+    try:
+        again = ctx.run(ctx.on.relation_changed(other, remote_unit=0), state)
+        assert again.unit_status == testing.BlockedStatus(reason)
+        assert again.get_relation(other_id).local_app_data["database"] == other_db
+        assert "secret-user" in again.get_relation(other_id).local_app_data
+        assert again.get_relation(thief_id).local_app_data == {}
+        cfg = leader.read_cfg() or ""
+        assert f"\n{other_db} = " in cfg
+        assert cfg.count(f"\n{world.client_database} = ") == 1
+    finally:
+        postgres.psql(f'DROP DATABASE IF EXISTS "{other_db}" WITH (FORCE)')
+        postgres.psql(
+            f"DELETE FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE} WHERE datname = '{other_db}'"
+        )
+        for role in (f"relation_id_{other_id}", owner_role(other_db)):
+            postgres.psql(f"DROP ROLE IF EXISTS {role}")
