@@ -10,6 +10,7 @@ more server connections to a database than the configured number.
 """
 
 import contextlib
+import random
 import secrets
 import shutil
 import subprocess
@@ -276,3 +277,61 @@ def test_pg_stat_activity_stays_within_the_budget_with_idle_and_busy_clients(
         f"max_db_connections {configured}: peak server connections per database {peak}"
         f" (budget total {total}), idle {idle}; {sampler.samples} samples"
     )
+
+
+# --- the charm: scaling moves every unit's share ----------------------------------------------
+
+
+def _files_of_every_process(model) -> list[dict[str, int]]:
+    found = []
+    for n in model.units:
+        workload = model.local_workload(n)
+        for index in range(PROCESSES):
+            with open(f"{workload.instance_dir(index)}/pgbouncer.ini", encoding="utf-8") as file:
+                cfg = parse_pgb_ini(file.read())
+            found.append(
+                {
+                    key: int(cfg.setting(key) or 0)
+                    for key in ("max_db_connections", "default_pool_size", "min_pool_size")
+                }
+            )
+    return found
+
+
+def test_scaling_in_and_out_moves_every_processs_share(postgres):
+    """The real charm on 3 units of 2 processes (``MultiUnitModel``, real pgbouncer): the
+    files every process runs add up to the operator's number, after adding two units and
+    after removing three; every live unit reloaded with the new share."""
+    from localenv.juju_model import MultiUnitModel
+
+    with MultiUnitModel(
+        3,
+        real=True,
+        processes=PROCESSES,
+        backend_port=postgres.port,
+        config={"listen_port": free_port(), "max_db_connections": 60},
+    ) as model:
+        model.setup_backend('"admin" "admin-password"\n')
+        model.settle(random.Random(0))
+        assert not model.divergence()
+        sizes = {3: 10, 5: 6, 2: 15}  # 60 // (units x 2)
+
+        def check(units: int) -> None:
+            files = _files_of_every_process(model)
+            assert len(files) == units * PROCESSES
+            assert {f["max_db_connections"] for f in files} == {sizes[units]}
+            assert sum(f["max_db_connections"] for f in files) <= 60
+            assert sum(f["default_pool_size"] for f in files) <= 60
+            assert {f["min_pool_size"] for f in files} == {0}
+
+        check(3)
+        added = [model.add_unit(), model.add_unit()]
+        model.settle(random.Random(1))
+        assert not model.divergence()
+        check(5)
+        for n in [added[0], 1, 2]:
+            model.remove_unit(n)
+        model.settle(random.Random(2))
+        assert not model.divergence()
+        check(2)
+    assert pgrep(model.base_dir) == [], "pgbouncer processes left running"
