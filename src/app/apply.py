@@ -48,6 +48,7 @@ from domain.effects import (
     Report,
     RequestDatabase,
     Restart,
+    RestrictClientRole,
     RevokeCredentials,
     SetHostname,
     SetPgbouncerVersion,
@@ -201,6 +202,8 @@ class EffectApplier:
                 )
             case RemoveAuthSetup(access, auth_user, databases):
                 adapters.postgres().remove_auth(access, auth_user, databases)
+            case RestrictClientRole(access, relation_id, user, database):
+                adapters.postgres().restrict_client(access, relation_id, user, database)
             case DropClientRole(access, relation_id, user):
                 adapters.postgres().drop_client(access, relation_id, user)
                 adapters.memory.role_dropped(relation_id)
@@ -280,6 +283,8 @@ def _describe(effect: AnyEffect) -> str:
             return f"{where}: cannot set up database {database} on the backend"
         case RemoveAuthSetup():
             return "removing the auth setup from the backend"
+        case RestrictClientRole(user=user):
+            return f"restricting role {user} on the backend"
         case DropClientRole(user=user):
             return f"dropping role {user} on the backend"
         case _:

@@ -53,6 +53,7 @@ from domain.effects import (
     InstallAuth,
     RememberClient,
     RemovePassword,
+    RestrictClientRole,
     RevokeCredentials,
     StorePassword,
 )
@@ -175,6 +176,7 @@ class ClientService:
         where, served = client.where, client.served_database
         if client.refusal is not None:
             plan.report(Severity.BLOCKED, f"{where}: {client.refusal}")
+            self._restrict(plan, client)
             return None
         if client.unreadable is not None:
             self._wait(plan, own, f"{where}: cannot read the request: {client.unreadable}")
@@ -221,6 +223,17 @@ class ClientService:
             plan.add(RememberClient(request.relation_id, digest, request.database))
         if stored != password:
             plan.add(StorePassword(request.relation_id, password))
+
+    def _restrict(self, plan: Plan, client: ClientView) -> None:
+        """A client set up before its request became one the charm refuses (an earlier
+        version granted CREATEROLE): its role loses what it must not have, once."""
+        remembered = self.view.memory.client(client.relation_id)
+        backend = self.view.backend
+        if remembered is None or backend is None or backend.gone or backend.access is None:
+            return
+        user = relation_password_key(client.relation_id)
+        plan.add(RestrictClientRole(backend.access, client.relation_id, user, remembered.database))
+        plan.add(ForgetClient(client.relation_id, drop_role=False))
 
     @staticmethod
     def _wait(plan: Plan, own: bool, message: str) -> None:

@@ -140,6 +140,17 @@ class CreateClientRole(_Effect):
 
 
 @attrs.frozen(repr=False)
+class RestrictClientRole(_Effect):
+    """Take every attribute and foreign membership back from a served client's role whose
+    request is now refused (an earlier version granted what is refused now)."""
+
+    access: BackendAccess = attrs.field(repr=False)
+    relation_id: int = attrs.field(validator=_relation_id)
+    user: str = attrs.field(validator=_non_empty)
+    database: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(repr=False)
 class RemoveAuthSetup(_Effect):
     """Drop the auth role and, where no other role uses them, its function and schema."""
 
@@ -332,6 +343,7 @@ Effect = (
     | RequestDatabase
     | InstallAuth
     | CreateClientRole
+    | RestrictClientRole
     | RemoveAuthSetup
     | DropClientRole
     | WriteCfg
@@ -365,6 +377,7 @@ RANK: dict[type, int] = {
     RequestDatabase: 1,
     InstallAuth: 2,
     CreateClientRole: 2,
+    RestrictClientRole: 2,
     WriteCfg: 3,
     WriteAuth: 4,
     RemoveAuth: 4,

@@ -29,6 +29,7 @@ from domain.effects import (
     RemovePassword,
     Report,
     RequestDatabase,
+    RestrictClientRole,
     RevokeCredentials,
     StorePassword,
     WriteCfg,
@@ -171,7 +172,11 @@ ROWS = [
     pytest.param(UPDATE, SETTLED, [], id="settled: nothing at all"),
     pytest.param(
         PEERS,
-        view(SETTLED, clients=client(request=None, refusal=SUPERUSER_REFUSED, answered=())),
+        view(
+            SETTLED,
+            clients=client(request=None, refusal=SUPERUSER_REFUSED, answered=()),
+            memory=Memory(SETUP_DIGEST),
+        ),
         [blocked(f"{WHERE}: {SUPERUSER_REFUSED}")],
         id="refused request: blocked in every hook, nothing set up",
     ),
@@ -454,3 +459,17 @@ def test_a_changed_request_is_tried_again_after_a_refusal():
     tried = planner.plan(OWN, refused)
     assert tried == planner.plan(OWN, NEW)
     assert any(isinstance(effect, CreateClientRole) for effect in tried)
+
+
+def test_a_served_client_whose_request_is_now_refused_loses_what_it_must_not_have_once():
+    """Served by an earlier version with CREATEROLE: refused now, its role is restricted."""
+    createrole = "extra-user-roles 'CREATEROLE' refused: ..."
+    refused = view(SETTLED, clients=client(request=None, refusal=createrole))
+    assert planner.plan(UPDATE, refused) == [
+        RestrictClientRole(ACCESS, CLIENT_ID, CLIENT_USER, "app"),
+        ForgetClient(CLIENT_ID, drop_role=False),
+        blocked(f"{WHERE}: {createrole}"),
+    ]
+    # Once done (nothing remembered any more): blocked only.
+    once = attrs.evolve(refused, memory=Memory(SETUP_DIGEST))
+    assert planner.plan(UPDATE, once) == [blocked(f"{WHERE}: {createrole}")]

@@ -65,6 +65,13 @@ class PostgresBackend:
             ClientApp(self._model_uuid, app_name),
         )
 
+    def restrict_client(
+        self, access: BackendAccess, relation_id: int, user: str, database: str
+    ) -> None:
+        from adapters.postgres.clients import restrict_client
+
+        restrict_client(self._dsn(access), user, self._mark(relation_id), database)
+
     def drop_client(self, access: BackendAccess, relation_id: int, user: str) -> None:
         from adapters.postgres.clients import drop_client
 
