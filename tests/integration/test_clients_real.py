@@ -378,7 +378,7 @@ def test_a_backend_change_on_a_settled_leader_signals_pgbouncer_once(postgres, w
     assert leader.signals_sent - signals == PROCESSES  # one SIGHUP per process
     assert leader.starts == starts
     credentials = client_credentials(out, client.id)
-    who = "SELECT current_user || '@' || current_database()"
+    who = "SELECT session_user || '@' || current_database()"
     expected = f"{world.client_user}@{world.client_database}"
     assert as_client(port, credentials, world.client_database, who) == expected
 
