@@ -53,7 +53,8 @@ def config_problems(model: MultiUnitModel) -> list[str]:
         pool_mode=str(options["pool_mode"]),
         max_db_connections=int(options["max_db_connections"]),
     )
-    wanted = apply_charm_config(published, charm, model.processes)
+    # The budget is the application's: divided among every process of every live unit.
+    wanted = apply_charm_config(published, charm, model.processes * len(model.units))
     return [
         f"{key} is {published.setting(key)!r} in cfg_file, the config makes it {value!r}"
         for key, value in wanted.pgbouncer
