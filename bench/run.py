@@ -508,8 +508,8 @@ def _ms(value: float | None) -> str:
 
 
 def _pgbench_missing() -> str | None:
-    from adapters.local.workload import find_pgbouncer
     from localenv.binaries import pg_program
+    from localenv.local_workload import find_pgbouncer
 
     if os.geteuid() != 0:
         return "needs root (PostgreSQL and pgbouncer run as the postgres user)"

@@ -40,7 +40,6 @@ import time
 from types import FrameType
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from adapters.local.workload import find_pgbouncer
 from domain.auth_file import parse_auth_file
 from domain.backend import auth_password, auth_user_for
 from domain.peer_data import RELATION_PASSWORD_PREFIX
@@ -55,6 +54,7 @@ from localenv.juju_model import (
     SECRET_AUTH_KEY,
     MultiUnitModel,
 )
+from localenv.local_workload import find_pgbouncer
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 

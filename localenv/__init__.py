@@ -2,5 +2,5 @@
 
 ``PostgresCluster`` starts a throwaway PostgreSQL server; ``net`` finds free ports and waits for
 listeners; ``binaries`` locates Debian's PostgreSQL programs. The pgbouncer processes themselves
-are run by the charm's local workload adapter, ``adapters.local.workload.LocalWorkload``.
+are run by ``local_workload.LocalWorkload``, the workload port on this machine.
 """

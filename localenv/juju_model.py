@@ -106,13 +106,13 @@ from ops import testing
 from adapters.juju import converters
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.secret_store import SECRET_ID_KEY
-from adapters.local.workload import LocalWorkload
 from charm import PgBouncerK8sCharm
 from domain.peer_data import AUTH_FILE_KEY, CFG_FILE_KEY, LEADER_HOSTNAME_KEY, UnitPeerData
 from domain.ports import WorkloadPort
 from domain.status import Severity
 from domain.sync_status import sync_summary
 from localenv.fake_workload import FakeWorkload
+from localenv.local_workload import LocalWorkload
 from localenv.postgres_cluster import PostgresCluster
 from localenv.revision_runner import RevisionError, RevisionRunner
 

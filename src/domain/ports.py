@@ -1,7 +1,7 @@
 """The ports: what the application layer needs from the outside world, as protocols.
 
 The domain decides; adapters behind these ports act. Each port has a Juju/Pebble adapter used
-in the deployed charm and a local adapter (real processes on this machine) or an
+in the deployed charm and a local one (real processes on this machine, in localenv) or an
 ``ops.testing`` simulation used in tests, so the same ``PeerSyncService`` runs behind all of
 them.
 """

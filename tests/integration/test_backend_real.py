@@ -16,7 +16,6 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_LABEL
-from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import BackendUnavailable, install_auth, make_dsn, remove_auth
 from charm import PgBouncerK8sCharm
 from domain.backend import auth_user_for, with_auth_query
@@ -24,6 +23,7 @@ from domain.backend_service import RELATION_REMOVED
 from domain.charm_config import CharmConfig, initial_config
 from domain.pgb_config import ConnString, render_pgb_ini
 from domain.ports import WorkloadPort
+from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.processes import wait_until

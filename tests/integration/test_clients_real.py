@@ -20,7 +20,6 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_LABEL
-from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import make_dsn, remove_auth
 from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE
 from charm import PgBouncerK8sCharm
@@ -29,6 +28,7 @@ from domain.charm_config import CharmConfig, initial_config
 from domain.clients import owner_role
 from domain.pgb_config import render_pgb_ini
 from domain.ports import WorkloadPort
+from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.processes import pgrep

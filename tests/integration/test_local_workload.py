@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.local.workload import LocalWorkload, PgbouncerStartFailed
 from domain.charm_config import CharmConfig, initial_config
 from domain.errors import InvalidPgbConfig
 from domain.pgb_config import ConnString, parse_pgb_ini, per_process_dir, render_pgb_ini
 from domain.ports import WorkloadUnavailable
+from localenv.local_workload import LocalWorkload, PgbouncerStartFailed
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, psql
 from localenv.processes import tcp_listeners, wait_until

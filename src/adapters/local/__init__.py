@@ -1,1 +1,0 @@
-"""Local adapters: the workload as real pgbouncer processes on this machine (tests, demo)."""
