@@ -1,4 +1,4 @@
-"""Test-wide settings: hypothesis profiles.
+"""Test-wide settings: hypothesis profiles, and Pebble as the real daemon answers.
 
 ``HYPOTHESIS_PROFILE=fuzz`` runs the property tests with large example counts (a dedicated
 fuzzing run); the default keeps the suite quick and deterministic for CI.
@@ -6,7 +6,10 @@ fuzzing run); the default keeps the suite quick and deterministic for CI.
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.pebble_double import PebbleWorld, use_realistic_pebble
 
 settings.register_profile("default", max_examples=200, deadline=None, derandomize=True)
 settings.register_profile(
@@ -16,6 +19,16 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# --- Pebble as the real daemon answers ----------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def pebble_world(monkeypatch: pytest.MonkeyPatch) -> PebbleWorld:
+    """Every ops.testing run talks to ``tests.pebble_double.RealisticPebble``; the test can
+    make services refuse to start and read what was signalled, started and stopped."""
+    return use_realistic_pebble(monkeypatch)
 
 
 # --- the secrets audit (tests/secrets_audit.py) -------------------------------------------

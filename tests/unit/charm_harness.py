@@ -2,11 +2,13 @@
 container whose pgbouncer folder is a real temporary folder, and the peer relation."""
 
 import pathlib
+import shutil
 
 import yaml
 from ops import pebble, testing
 
-from adapters.pebble.layer import LAYER_LABEL, pgbouncer_layer, service_names
+from adapters.pebble.layer import LAYER_LABEL, WORKLOAD_USER, pgbouncer_layer, service_names
+from adapters.pebble.workload import FOLDER_MODE
 from charm import PgBouncerK8sCharm
 from domain.pgb_config import PGB_DIR
 
@@ -18,6 +20,7 @@ META = {
 }
 CONFIG = CHARMCRAFT["config"]
 PROCESSES = 2
+DEFAULT_PORT = 6432
 MODEL = testing.Model(name="test")
 UNIT_0 = "pgbouncer-k8s/0"
 
@@ -35,9 +38,14 @@ def context(juju_version: str = "3.6.0") -> testing.Context[PgBouncerK8sCharm]:
 def container(
     folder: pathlib.Path, can_connect: bool = True, running: bool = True
 ) -> testing.Container:
-    """The pgbouncer container; with ``running``, its services are up (a settled unit)."""
+    """The pgbouncer container; with ``running``, its services are up (a settled unit) on
+    the default port. ``folder`` is given to the workload user, mode 0700, as Pebble makes it."""
+    if folder.exists():
+        shutil.chown(folder, WORKLOAD_USER, WORKLOAD_USER)
+        folder.chmod(FOLDER_MODE)
     names = service_names(PROCESSES)
-    layers = {LAYER_LABEL: pebble.Layer(pgbouncer_layer(PROCESSES))} if running else {}  # type: ignore[arg-type]
+    layer = pgbouncer_layer(PROCESSES, DEFAULT_PORT, tcp=True)
+    layers = {LAYER_LABEL: pebble.Layer(layer)} if running else {}  # type: ignore[arg-type]
     statuses = {name: pebble.ServiceStatus.ACTIVE for name in names} if running else {}
     return testing.Container(
         "pgbouncer",
