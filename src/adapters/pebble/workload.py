@@ -91,7 +91,7 @@ def start_failure(action: str, err: pebble.ChangeError) -> WorkloadUnavailable:
         who = "pgbouncer"
     why = "; ".join(reasons) if reasons else _first_line(err)
     logger.error("cannot %s: %s", action, text)
-    return WorkloadUnavailable(f"cannot {action}: {who} did not start: {why}\n{text}")
+    return WorkloadUnavailable(f"{who} did not start: {why}\n{text}")
 
 
 class PebbleWorkload:
