@@ -17,13 +17,15 @@ units) in seconds:
 
 from domain.pgb_config import parse_pgb_ini
 from domain.ports import WorkloadUnavailable
+from domain.processes import ProcessCondition, ProcessState
 
 
 class FakeWorkload:
     """``domain.ports.WorkloadPort`` in memory, counting writes, reloads and restarts."""
 
-    def __init__(self, name: str = "fake") -> None:
+    def __init__(self, name: str = "fake", processes: int = 2) -> None:
         self.name = name
+        self.processes = processes
         self.cfg: str | None = None
         self.auth: str | None = None
         self.running = False
@@ -99,6 +101,20 @@ class FakeWorkload:
         self.running = True
         self.starts += 1
         self.loaded = (self.cfg, self.auth)
+
+    def start_stopped(self) -> None:
+        self._check()
+        if not self.running:
+            self._start()
+
+    def process_states(self) -> tuple[ProcessState, ...]:
+        """Every process serving while the flag says running, else every one stopped."""
+        self._check()
+        if self.running:
+            return tuple(ProcessState(i, ProcessCondition.SERVING) for i in range(self.processes))
+        return tuple(
+            ProcessState(i, ProcessCondition.STOPPED, "not started") for i in range(self.processes)
+        )
 
     def stop(self) -> None:
         self.running = False

@@ -23,9 +23,10 @@ process per CPU core. ``LocalWorkload`` is that container on this machine:
 ``base_dir`` is created if missing and, like the instance folders, given mode 0700. When this
 process is root, files and folders are owned by ``owner`` (the contract's ``postgres``), who
 must be able to reach ``base_dir`` (checked up front: pgbouncer re-reads its files as that
-user), and pgbouncer, started as root, switches to the ``user`` its config names, as it does
-in the container. When not root, files keep the current user as owner, and the config's
-``user`` must be that same user (pgbouncer cannot switch and refuses to start).
+user), and pgbouncer runs as that user from the start, as Pebble runs it (the layer's
+``user``): its files, and its own ``/proc/<pid>/fd`` that the serving check reads, are that
+user's. When not root, files keep the current user as owner, and the config's ``user`` must be
+that same user (pgbouncer cannot switch and refuses to start).
 
 A start waits until the process accepts connections on its unix socket and, when the config
 has a ``listen_addr``, holds a listening TCP socket on ``listen_port`` (looked up in /proc for
@@ -45,6 +46,7 @@ exits are terminated, so a failed test leaves no pgbouncer behind.
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -52,8 +54,12 @@ import subprocess
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
+from adapters.pebble.layer import serving_check_command
+from adapters.pebble.workload import FOLDER_MODE  # the same folder mode in both adapters
 from domain.pgb_config import (
     parse_pgb_ini,
     per_process_config,
@@ -61,6 +67,7 @@ from domain.pgb_config import (
     render_pgb_ini,
 )
 from domain.ports import WorkloadUnavailable
+from domain.processes import ProcessCondition, ProcessState
 
 CFG_NAME = "pgbouncer.ini"
 AUTH_NAME = "userlist.txt"
@@ -125,7 +132,7 @@ class LocalWorkload:
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._finalizer = weakref.finalize(self, _terminate, self._procs)
         os.makedirs(self.base_dir, exist_ok=True)
-        self._own(self.base_dir, 0o700)
+        self._own(self.base_dir, FOLDER_MODE)
         if self._ids is not None:
             _check_reachable_by(self._ids, owner, os.path.dirname(self.base_dir))
 
@@ -165,41 +172,55 @@ class LocalWorkload:
         return _read(self.auth_path)
 
     def write_cfg(self, content: str) -> None:
-        """Write pgbouncer.ini and every per-process copy; InvalidPgbConfig writes nothing."""
+        """Write every per-process copy, then pgbouncer.ini (what the unit compares against,
+        so it must not claim a version the copies do not have); InvalidPgbConfig writes
+        nothing, and a folder that cannot be written raises ``WorkloadUnavailable``."""
         self._check_reachable()
         cfg = parse_pgb_ini(content)
         copies = [
             render_pgb_ini(per_process_config(cfg, instance.index, self.base_dir))
             for instance in self._instances
         ]
-        self._write(self.cfg_path, content)
-        for instance, text in zip(self._instances, copies, strict=True):
-            os.makedirs(instance.dir, exist_ok=True)
-            self._own(instance.dir, 0o700)
-            self._write(instance.cfg_path, text)
+        with _io_errors("write pgbouncer.ini"):
+            for instance in self._instances:
+                os.makedirs(instance.dir, exist_ok=True)
+                self._own(instance.dir, FOLDER_MODE)
+            writes = [(i.cfg_path, text) for i, text in zip(self._instances, copies, strict=True)]
+            self._write_all([*writes, (self.cfg_path, content)])
 
     def write_auth(self, content: str) -> None:
         self._check_reachable()
-        self._write(self.auth_path, content)
+        with _io_errors("write the auth file"):
+            self._write(self.auth_path, content)
 
     def remove_auth(self) -> None:
         self._check_reachable()
-        with contextlib.suppress(FileNotFoundError):
+        with _io_errors("remove the auth file"), contextlib.suppress(FileNotFoundError):
             os.unlink(self.auth_path)
 
     def _write(self, path: str, content: str) -> None:
-        folder, name = os.path.split(path)
-        fd, tmp_path = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        self._write_all([(path, content)])
+
+    def _write_all(self, files: list[tuple[str, str]]) -> None:
+        """Write every file to a temporary one beside it, then rename them in order: a folder
+        that refuses one file (read-only, full) leaves every file as it was."""
+        staged: list[tuple[str, str]] = []
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                if self._ids is not None:
-                    os.fchown(file.fileno(), *self._ids)
-                os.fchmod(file.fileno(), 0o600)
-                file.write(content)
-            os.replace(tmp_path, path)
+            for path, content in files:
+                folder, name = os.path.split(path)
+                fd, tmp_path = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+                staged.append((tmp_path, path))
+                with os.fdopen(fd, "w", encoding="utf-8") as file:
+                    if self._ids is not None:
+                        os.fchown(file.fileno(), *self._ids)
+                    os.fchmod(file.fileno(), 0o600)
+                    file.write(content)
+            for tmp_path, path in staged:
+                os.replace(tmp_path, path)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_path)
+            for tmp_path, _ in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_path)
             raise
 
     def _own(self, path: str, mode: int) -> None:
@@ -234,6 +255,54 @@ class LocalWorkload:
         return subprocess.run(
             [self._bin, "--version"], capture_output=True, text=True, check=True
         ).stdout
+
+    def start_stopped(self) -> None:
+        """Start the processes that are not running; signal nothing."""
+        self._check_reachable()
+        self._start([i for i in self._instances if not self._is_running(i.index)])
+
+    def process_states(self) -> tuple[ProcessState, ...]:
+        """Each process: stopped (never started, exited, killed), or running and then serving
+        or not by the very check the Pebble layer gives it (``serving_check_command``)."""
+        self._check_reachable()
+        states = []
+        for instance in self._instances:
+            proc = self._procs.get(instance.index)
+            if proc is None or proc.poll() is not None:
+                detail = "not started" if proc is None else f"exited with code {proc.returncode}"
+                states.append(ProcessState(instance.index, ProcessCondition.STOPPED, detail))
+                continue
+            settings = _Settings(instance.cfg_path)
+            command = serving_check_command(
+                instance.index, settings.port, bool(settings.listen_addr), self.base_dir
+            )
+            try:
+                check = subprocess.run(
+                    shlex.split(command),
+                    capture_output=True,
+                    timeout=5,
+                    check=False,
+                    **self._as_owner(),
+                )
+                serving = check.returncode == 0
+            except subprocess.TimeoutExpired:
+                serving = False
+            states.append(
+                ProcessState(instance.index, ProcessCondition.SERVING)
+                if serving
+                else ProcessState(instance.index, ProcessCondition.NOT_SERVING, "check down")
+            )
+        return tuple(states)
+
+    def _as_owner(self) -> dict[str, Any]:
+        """``subprocess`` arguments that run a program as ``owner`` (when this one is root)."""
+        if self._ids is None:
+            return {}
+        return {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
+
+    def _is_running(self, index: int) -> bool:
+        proc = self._procs.get(index)
+        return proc is not None and proc.poll() is None
 
     def restart(self) -> None:
         """Stop every process as Pebble does (SIGTERM, then SIGKILL) and start them again."""
@@ -284,12 +353,6 @@ class LocalWorkload:
         waiting = []
         for instance in instances:
             settings = _Settings(instance.cfg_path)
-            if settings.logfile:
-                # pgbouncer started as root opens its logfile before dropping to its user;
-                # a root-owned file would then fail the reopen on a later reload.
-                with open(settings.logfile, "ab"):
-                    pass
-                self._own(settings.logfile, 0o600)
             with open(instance.console_path, "wb") as console:
                 proc = subprocess.Popen(
                     [self._bin, instance.cfg_path],
@@ -298,6 +361,7 @@ class LocalWorkload:
                     stderr=subprocess.STDOUT,
                     cwd=instance.dir,
                     start_new_session=True,
+                    **self._as_owner(),
                 )
             self._procs[instance.index] = proc
             self.starts += 1
@@ -461,6 +525,18 @@ def _read(path: str) -> str | None:
             return file.read()
     except FileNotFoundError:
         return None
+    except OSError as err:
+        raise WorkloadUnavailable(f"cannot read {path}: {err.strerror or err}") from None
+
+
+@contextlib.contextmanager
+def _io_errors(action: str) -> Iterator[None]:
+    """A full or read-only folder is a workload the unit cannot use now, as in Pebble."""
+    try:
+        yield
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        raise WorkloadUnavailable(f"cannot {action}{where}: {err.strerror or err}") from None
 
 
 def _tail(path: str, lines: int) -> str | None:

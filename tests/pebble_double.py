@@ -27,8 +27,10 @@ behaviour already, and the real one.
 from __future__ import annotations
 
 import datetime
+import grp
 import os
 import pathlib
+import pwd
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -237,9 +239,10 @@ def _change_error(change_id: str, tasks: list[tuple[str, list[str]]]) -> pebble.
 
 
 def _chown(path: pathlib.Path, user: str | None, group: str | None) -> None:
-    if user is None and group is None:
-        return
-    shutil.chown(path, user=user, group=group)
+    uid = -1 if user is None else pwd.getpwnam(user).pw_uid
+    gid = -1 if group is None else grp.getgrnam(group).gr_gid
+    if (uid, gid) != (-1, -1):
+        os.chown(path, uid, gid)
 
 
 def _fileinfo(path: pathlib.Path) -> pebble.FileInfo:

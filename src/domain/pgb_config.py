@@ -1222,6 +1222,10 @@ def pool_sizes(max_db_connections: int, processes: int) -> PoolSizes:
     return PoolSizes(default_pool_size=half, min_pool_size=quarter, reserve_pool_size=quarter)
 
 
+# pgbouncer requires a logfile setting; a foreground process also logs to standard error.
+PROCESS_LOGFILE = "/dev/null"
+
+
 def per_process_dir(index: int, base_dir: str = PGB_DIR) -> str:
     """The folder of pgbouncer process ``index`` (its ini, pidfile, log and socket)."""
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
@@ -1230,15 +1234,18 @@ def per_process_dir(index: int, base_dir: str = PGB_DIR) -> str:
 
 
 def per_process_config(cfg: PgbConfig, index: int, base_dir: str = PGB_DIR) -> PgbConfig:
-    """``cfg`` for process ``index``: its own pidfile, logfile and socket folder.
+    """``cfg`` for process ``index``: its own pidfile and socket folder, and no log file.
 
     Processes sharing the port through ``so_reuseport`` must not share these paths. All of them
-    read the one auth file in ``base_dir``; with peering each gets its own ``peer_id``.
+    read the one auth file in ``base_dir``; with peering each gets its own ``peer_id``. A
+    process run in the foreground (as Pebble runs it) writes its log to standard error, which
+    Pebble keeps in a bounded buffer and can forward; a log file would grow, unrotated, in
+    the container's own filesystem, so ``logfile`` is ``/dev/null``.
     """
     folder = per_process_dir(index, base_dir)
     changes: dict[str, str | None] = {
         "pidfile": f"{folder}/pgbouncer.pid",
-        "logfile": f"{folder}/pgbouncer.log",
+        "logfile": PROCESS_LOGFILE,
         "unix_socket_dir": folder,
         "auth_file": f"{base_dir}/userlist.txt",
     }

@@ -8,6 +8,8 @@ them.
 
 from typing import Protocol
 
+from domain.processes import ProcessState
+
 
 class WorkloadUnavailable(Exception):
     """The workload (the pgbouncer container, or local processes) cannot be reached now.
@@ -57,6 +59,14 @@ class WorkloadPort(Protocol):
 
     def restart(self) -> None:
         """Stop and start every pgbouncer process (for restart-only settings)."""
+        ...
+
+    def process_states(self) -> tuple[ProcessState, ...]:
+        """Whether each pgbouncer process runs and serves (``domain.processes``)."""
+        ...
+
+    def start_stopped(self) -> None:
+        """Start the pgbouncer processes that are not running; leave the running ones be."""
         ...
 
 

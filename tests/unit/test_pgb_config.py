@@ -821,7 +821,7 @@ def test_per_process_config() -> None:
     assert copy == cfg.with_settings(
         {
             "pidfile": "/base/instance_1/pgbouncer.pid",
-            "logfile": "/base/instance_1/pgbouncer.log",
+            "logfile": "/dev/null",
             "unix_socket_dir": "/base/instance_1",
             "auth_file": "/base/userlist.txt",
         }

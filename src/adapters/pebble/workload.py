@@ -292,6 +292,21 @@ class PebbleWorkload:
         except _PEBBLE_ERRORS as err:
             raise _unavailable("reload pgbouncer", err) from None
 
+    def start_stopped(self) -> None:
+        """Start the processes that are not running (the plan put back first if lost)."""
+        try:
+            self._ensure_plan()
+            names = [service_name(i) for i in range(self._processes)]
+            running = self._running(names)
+            stopped = [name for name in names if name not in running]
+            if stopped:
+                logger.info("starting stopped pgbouncer services: %s", ", ".join(stopped))
+                self._container.start(*stopped)
+        except pebble.ChangeError as err:
+            raise start_failure("start pgbouncer", err) from None
+        except _PEBBLE_ERRORS as err:
+            raise _unavailable("start pgbouncer", err) from None
+
     def restart(self) -> None:
         """Stop and start every process (for settings pgbouncer cannot change online)."""
         try:
