@@ -25,8 +25,9 @@ process is root, files and folders are owned by ``owner`` (the contract's ``post
 must be able to reach ``base_dir`` (checked up front: pgbouncer re-reads its files as that
 user), and pgbouncer runs as that user from the start, as Pebble runs it (the layer's
 ``user``): its files, and its own ``/proc/<pid>/fd`` that the serving check reads, are that
-user's. When not root, files keep the current user as owner, and the config's ``user`` must be
-that same user (pgbouncer cannot switch and refuses to start).
+user's. When not root, files keep the current user as owner, and the per-process copies name
+the current user as ``user`` (pgbouncer cannot switch users and refuses to start otherwise),
+so the demo and the tests run as any user.
 
 A start waits until the process accepts connections on its unix socket and, when the config
 has a ``listen_addr``, holds a listening TCP socket on ``listen_port`` (looked up in /proc for
@@ -177,6 +178,9 @@ class LocalWorkload:
         nothing, and a folder that cannot be written raises ``WorkloadUnavailable``."""
         self._check_reachable()
         cfg = parse_pgb_ini(content)
+        if self._ids is None:
+            # Not root: pgbouncer cannot switch users, so its copies name the current one.
+            cfg = cfg.with_settings({"user": pwd.getpwuid(os.getuid()).pw_name})
         copies = [
             render_pgb_ini(per_process_config(cfg, instance.index, self.base_dir))
             for instance in self._instances

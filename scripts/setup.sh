@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
+# /usr/sbin is not on a non-root user's PATH; Debian installs pgbouncer there.
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # promtool (Debian's prometheus package) runs the alert-rule tests; Debian's pgbouncer exporter
 # (a Python one, not the image's Go exporter) is tried against pgbouncer 1.18 by a real test.
@@ -40,4 +41,5 @@ if ! cmp -s requirements-dev.txt .venv/.installed-requirements 2>/dev/null \
 fi
 # The COS Charmhub libraries, into lib/ (not committed), checked against charmcraft.yaml's pins.
 .venv/bin/python scripts/fetch_libs.py
-echo "setup: ready (.venv, pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'))"
+pgbouncer_bin=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+echo "setup: ready (.venv, pgbouncer $("$pgbouncer_bin" --version | head -1 | awk '{print $2}'))"
