@@ -19,6 +19,7 @@ import enum
 
 import attrs
 
+from domain.errors import InvalidInput
 from domain.status import Severity, StatusReason
 
 
@@ -30,7 +31,7 @@ class ProcessCondition(enum.Enum):
 
 def _index(_instance: object, _attribute: object, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"process index must be an integer >= 0, not {value!r}")
+        raise InvalidInput(f"process index must be an integer >= 0, not {value!r}")
 
 
 @attrs.frozen
