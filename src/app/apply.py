@@ -52,6 +52,7 @@ from domain.effects import (
     RevokeCredentials,
     SetHostname,
     SetPgbouncerVersion,
+    StartStopped,
     StoreAuth,
     StorePassword,
     WriteAuth,
@@ -159,6 +160,8 @@ class EffectApplier:
                 workload.reload()
             case Restart():
                 workload.restart()
+            case StartStopped():
+                workload.start_stopped()
             case PublishCfg(content):
                 peers.publish_cfg(content)
             case PublishLeaderHostname(hostname):

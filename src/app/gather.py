@@ -41,6 +41,7 @@ from domain.peer_sync import PeerView, WorkloadFiles
 from domain.pgb_config import parse_pgb_ini
 from domain.pgb_version import InvalidPgbVersion, PgbVersion, parse_version_output
 from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
+from domain.processes import ProcessState
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         unit_name=model.unit.name,
         units=tuple(sorted(units.items())),
         juju_has_secrets=model.juju_version.has_secrets,
+        processes=_process_states(adapters.workload) if peer.workload is not None else (),
     )
     if not peer.is_leader:
         return view
@@ -256,6 +258,14 @@ def _pgbouncer_version(
     except (WorkloadUnavailable, InvalidPgbVersion) as err:
         logger.warning("cannot learn the pgbouncer version: %s", err)
         return own.pgbouncer_version
+
+
+def _process_states(workload: WorkloadPort) -> tuple[ProcessState, ...]:
+    try:
+        return workload.process_states()
+    except WorkloadUnavailable as err:
+        logger.warning("cannot read the pgbouncer processes: %s", err)
+        return ()
 
 
 def _files(workload: WorkloadPort) -> WorkloadFiles | None:

@@ -204,6 +204,11 @@ class Restart(_Effect):
     """Stop and start every pgbouncer process: a restart-only setting changed, or none runs."""
 
 
+@attrs.frozen(repr=False)
+class StartStopped(_Effect):
+    """Start the pgbouncer processes that are not running; leave the running ones alone."""
+
+
 # --- the peer relation and the secret store ---------------------------------------------------
 
 
@@ -351,6 +356,7 @@ Effect = (
     | RemoveAuth
     | Reload
     | Restart
+    | StartStopped
     | PublishCfg
     | PublishLeaderHostname
     | StoreAuth
@@ -383,6 +389,7 @@ RANK: dict[type, int] = {
     RemoveAuth: 4,
     Reload: 5,
     Restart: 5,
+    StartStopped: 5,
     PublishCfg: 6,
     PublishLeaderHostname: 7,
     StoreAuth: 8,

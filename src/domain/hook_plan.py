@@ -12,7 +12,9 @@ that the applier carries out, stopping at the first failure. The plan is built b
   are written and published, add their effects on the backend and the clients, and answer
   the clients once the files are acknowledged;
 - the reasons every unit shows whatever the event: an invalid charm config (blocked), peer
-  data that cannot be read (waiting), no backend relation (blocked).
+  data that cannot be read (waiting), no backend relation (blocked);
+- the unit's processes (``domain.processes``): a status naming those that do not serve, and
+  a start of those not running, unless the plan reloads or restarts anyway.
 
 Every reason is a ``Report`` in the list; ``unit_status`` and ``app_status`` pick what to show.
 
@@ -34,6 +36,7 @@ from domain.effects import Defer, Effect, Reload, Report, Restart, in_contract_o
 from domain.hook_view import EventKind, HookEvent, HookView, SecretSupply
 from domain.peer_data import UnitPeerData
 from domain.peer_sync import LeaderStep, PeerSyncService, PeerView
+from domain.processes import with_processes_looked_after
 from domain.status import Severity, StatusReason, most_severe
 from domain.sync_status import sync_summary
 
@@ -92,7 +95,9 @@ class HookPlanner:
         effects = [*first, *routine(self._peers, view.peer, steps, event)]
         for service in self._unit_services:
             effects += service.plan(event, view)
-        return _merged([*effects, *last])
+        files = view.peer.workload
+        has_config = files is not None and files.cfg is not None
+        return with_processes_looked_after(_merged([*effects, *last]), view.processes, has_config)
 
 
 def _merged(effects: list[Effect]) -> list[Effect]:

@@ -31,6 +31,7 @@ from domain.clients import ClientRequest
 from domain.errors import InvalidInput
 from domain.peer_data import UnitPeerData
 from domain.peer_sync import PeerView
+from domain.processes import ProcessState
 
 
 class EventKind(enum.Enum):
@@ -181,6 +182,8 @@ class HookView:
     # The model's Juju has secrets (3.x): credentials travel in one wherever the client can
     # read it.
     juju_has_secrets: bool = True
+    # The unit's pgbouncer processes as the workload reports them (empty when unreachable).
+    processes: tuple[ProcessState, ...] = ()
 
 
 class OutOfSecrets(InvalidInput):

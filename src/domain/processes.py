@@ -19,6 +19,7 @@ import enum
 
 import attrs
 
+from domain.effects import Effect, Reload, Report, Restart, StartStopped, in_contract_order
 from domain.errors import InvalidInput
 from domain.status import Severity, StatusReason
 
@@ -60,3 +61,25 @@ def processes_reason(states: tuple[ProcessState, ...]) -> StatusReason | None:
 
 def _by_index(state: ProcessState) -> int:
     return state.index
+
+
+def with_processes_looked_after(
+    planned: list[Effect], states: tuple[ProcessState, ...], has_config: bool
+) -> list[Effect]:
+    """``planned`` with what the processes' states ask for, in the contract's order: a status
+    reason naming those that do not serve, and a start of those that are not running.
+
+    Nothing when the unit has no config yet (nothing should run), or when the plan already
+    reloads or restarts (both start every stopped process, and report their own failure). A
+    process that runs but does not serve is only reported: Pebble restarts it (its check's
+    ``on-check-failure``); restarting it here too would cut its clients twice.
+    """
+    if not has_config or any(isinstance(e, Reload | Restart) for e in planned):
+        return planned
+    reason = processes_reason(states)
+    if reason is None:
+        return planned
+    # The start goes with the process effects, before what the unit publishes or
+    # acknowledges; the reason after it: if the start fails, the applier reports that instead.
+    added: list[Effect] = [StartStopped()] if stopped_processes(states) else []
+    return in_contract_order([*planned, *added, Report(reason)])

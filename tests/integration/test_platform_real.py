@@ -215,3 +215,37 @@ def test_a_follower_whose_process_folder_is_read_only_acknowledges_nothing() -> 
         assert model.unit_data(follower)["applied_cfg_digest"] != acked
         assert model.divergence() == []
     assert pgrep(model.base_dir) == []
+
+
+def test_a_process_killed_from_outside_is_reported_and_brought_back() -> None:
+    with MultiUnitModel(
+        2, real=True, processes=PROCESSES, config={"listen_port": free_port()}
+    ) as model:
+        model.setup_backend('"app" "not-a-real-password"\n')
+        model.settle(random.Random(0))
+        follower = model.followers[0]
+        workload = model.local_workload(follower)
+        before = workload.pids()
+        signals = workload.signals_sent
+        killed = before[1]
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        assert wait_until(lambda: workload.pids()[1] is None)
+
+        model.update_status(follower)
+        model.settle(random.Random(0))
+
+        # Reported by the hook that saw it, and started by that same hook.
+        assert "pgbouncer process 1 (exited with code -9) not serving" in model.unit_status(
+            follower
+        )
+        after = workload.pids()
+        assert after[0] == before[0]  # the running process was left alone: no restart
+        assert after[1] not in (None, killed)
+        assert workload.signals_sent == signals  # nor a SIGHUP
+        assert [s.condition.value for s in workload.process_states()] == ["serving"] * 2
+
+        model.update_status(follower)
+        model.settle(random.Random(0))
+        assert model.unit_status(follower).startswith("active")
+    assert pgrep(model.base_dir) == []

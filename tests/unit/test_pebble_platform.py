@@ -205,3 +205,47 @@ def test_folders_the_image_ships_unusable_are_made_the_workload_users(
     assert (folder / "pgbouncer.ini").read_text() == CFG_B
     assert (folder / "userlist.txt").read_text() == AUTH_A
     assert out.deferred == []
+
+
+def test_update_status_reports_a_process_down_and_starts_it(
+    folder: pathlib.Path, pebble_world: PebbleWorld
+):
+    # Process 1 was killed and its check failed; process 0 serves.
+    workload = dataclasses.replace(
+        _with_statuses(container(folder), pgbouncer_1=pebble.ServiceStatus.INACTIVE),
+        check_infos={
+            testing.CheckInfo("pgbouncer_0_up", status=pebble.CheckStatus.UP),
+            testing.CheckInfo("pgbouncer_1_up", status=pebble.CheckStatus.DOWN, failures=3),
+        },
+    )
+    state, _ = _follower(workload, CFG_A)
+    ctx = context()
+
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.unit_status == testing.WaitingStatus(
+        "pgbouncer process 1 (inactive) not serving; restarting"
+    )
+    assert pebble_world.journal == [("start", "pgbouncer_1")]
+
+
+def test_update_status_reports_a_running_process_whose_check_fails(
+    folder: pathlib.Path, pebble_world: PebbleWorld
+):
+    workload = dataclasses.replace(
+        container(folder),
+        check_infos={
+            testing.CheckInfo("pgbouncer_0_up", status=pebble.CheckStatus.DOWN, failures=3),
+            testing.CheckInfo("pgbouncer_1_up", status=pebble.CheckStatus.UP),
+        },
+    )
+    state, _ = _follower(workload, CFG_A)
+    ctx = context()
+
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.unit_status == testing.WaitingStatus(
+        "pgbouncer process 0 (check down) not serving; restarting"
+    )
+    # Pebble restarts it (on-check-failure); the charm leaves a running process alone.
+    assert pebble_world.journal == []

@@ -191,6 +191,9 @@ class PebbleWorkload:
         base = self._stat(PGB_DIR)
         if base is None:
             self._make_dir(PGB_DIR)
+        elif base.type == pebble.FileType.SYMLINK:
+            # The image points the folder elsewhere (a volume, say): its owner decides.
+            pass
         elif not _usable(base, "rwx"):
             self._remake_workload_folder(base)
         instances = {
