@@ -11,6 +11,8 @@ units) in seconds:
   reload (SIGHUP) when they run and starts them when they do not, as ``LocalWorkload`` does;
 - ``loaded`` is the pair of files the processes last read (at a start or a reload), so a test
   can tell files written but never applied from files running;
+- ``process_states()`` says every process serves while the flag is up, else that every one is
+  stopped; ``start_stopped()`` starts them (and counts a start), as a real start would;
 - ``set_reachable(False)`` makes every port method fail as an unreachable container does, and
   ``wipe()`` is a rescheduled pod: empty folder, nothing running.
 """

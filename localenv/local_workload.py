@@ -57,7 +57,6 @@ import time
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
 
 from adapters.pebble.layer import serving_check_command
 from adapters.pebble.workload import FOLDER_MODE  # the same folder mode in both adapters
@@ -281,12 +280,15 @@ class LocalWorkload:
                 instance.index, settings.port, bool(settings.listen_addr), self.base_dir
             )
             try:
+                user, group, extra_groups = self._as_owner()
                 check = subprocess.run(
                     shlex.split(command),
                     capture_output=True,
                     timeout=5,
                     check=False,
-                    **self._as_owner(),
+                    user=user,
+                    group=group,
+                    extra_groups=extra_groups,
                 )
                 serving = check.returncode == 0
             except subprocess.TimeoutExpired:
@@ -298,11 +300,12 @@ class LocalWorkload:
             )
         return tuple(states)
 
-    def _as_owner(self) -> dict[str, Any]:
-        """``subprocess`` arguments that run a program as ``owner`` (when this one is root)."""
+    def _as_owner(self) -> tuple[int | None, int | None, list[int] | None]:
+        """``subprocess``'s user, group and extra_groups that run a program as ``owner`` (when
+        this one is root; else as itself)."""
         if self._ids is None:
-            return {}
-        return {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
+            return None, None, None
+        return self._ids[0], self._ids[1], []
 
     def _is_running(self, index: int) -> bool:
         proc = self._procs.get(index)
@@ -357,6 +360,7 @@ class LocalWorkload:
         waiting = []
         for instance in instances:
             settings = _Settings(instance.cfg_path)
+            user, group, extra_groups = self._as_owner()
             with open(instance.console_path, "wb") as console:
                 proc = subprocess.Popen(
                     [self._bin, instance.cfg_path],
@@ -365,7 +369,9 @@ class LocalWorkload:
                     stderr=subprocess.STDOUT,
                     cwd=instance.dir,
                     start_new_session=True,
-                    **self._as_owner(),
+                    user=user,
+                    group=group,
+                    extra_groups=extra_groups,
                 )
             self._procs[instance.index] = proc
             self.starts += 1
