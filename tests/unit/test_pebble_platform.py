@@ -249,3 +249,40 @@ def test_update_status_reports_a_running_process_whose_check_fails(
     )
     # Pebble restarts it (on-check-failure); the charm leaves a running process alone.
     assert pebble_world.journal == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to the workload user needs root")
+def test_a_fresh_container_gets_folders_the_workload_user_owns_with_mode_0700(
+    tmp_path: pathlib.Path, pebble_world: PebbleWorld
+):
+    # Nothing under /var/lib/postgresql yet: Pebble would make folders 0755 by itself.
+    parent = tmp_path / "postgresql"
+    parent.mkdir()
+    workload = testing.Container(
+        "pgbouncer",
+        can_connect=True,
+        mounts={"lib": testing.Mount(location="/var/lib/postgresql", source=parent)},
+    )
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        containers={workload},
+        relations={testing.PeerRelation("pgb-peers")},
+    )
+    ctx = context()
+
+    ctx.run(ctx.on.pebble_ready(workload), state)
+
+    import pwd
+
+    postgres = pwd.getpwnam(WORKLOAD_USER)
+    folder = parent / "pgbouncer"
+    assert (folder / "pgbouncer.ini").is_file()
+    for path in (folder, folder / "instance_0", folder / "instance_1"):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+            postgres.pw_uid,
+            postgres.pw_gid,
+            0o700,
+        ), path
+    assert pebble_world.actions("restart") == ["pgbouncer_0", "pgbouncer_1"]

@@ -135,17 +135,23 @@ class PebbleWorkload:
         return self._pull(AUTH_PATH)
 
     def _push(self, path: str, content: str) -> None:
+        # No make_dirs: Pebble would make missing folders 0755; _ensure_folders makes them
+        # the workload user's, 0700, when a folder is missing.
         try:
-            self._container.push(
-                path,
-                content,
-                make_dirs=True,
-                permissions=FILE_MODE,
-                user=WORKLOAD_USER,
-                group=WORKLOAD_USER,
-            )
+            try:
+                self._push_file(path, content)
+            except pebble.PathError as err:
+                if err.kind != "not-found":
+                    raise
+                self._ensure_folders()
+                self._push_file(path, content)
         except _PEBBLE_ERRORS as err:
             raise _unavailable(f"write {path}", err) from None
+
+    def _push_file(self, path: str, content: str) -> None:
+        self._container.push(
+            path, content, permissions=FILE_MODE, user=WORKLOAD_USER, group=WORKLOAD_USER
+        )
 
     def write_cfg(self, content: str) -> None:
         try:
