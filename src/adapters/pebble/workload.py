@@ -5,18 +5,20 @@ What the real Pebble does (``platform-facts.md``) decides the shape of each oper
 - **Files.** Pushed whole and atomically, owned by the workload user, mode 0600. Pebble gives
   owner and mode only to folders it creates and leaves existing ones as they are, so before
   writing pgbouncer.ini the workload folder and each ``instance_<i>/`` are checked (one
-  ``list_files`` for the folder, one for its instances, one for the parent) and made
-  ``0700``, owned by the workload user, when missing or unusable (a folder nothing but this
-  charm writes is emptied and made again; the workload folder keeps its two files). The
+  ``list_files`` for the folder, one for its instances; the parent only when the folder is
+  missing or unusable) and made ``0700``, owned by the workload user, when missing or
+  unusable (a folder nothing but this charm writes is emptied and made again; the workload
+  folder keeps its two files). No push makes folders (Pebble would make them 0755). The
   per-process copies are written first and the main file last: the unit compares against the
   main file, so it must not claim a version the copies do not have yet.
 - **Plan.** A layer cannot delete a service, so services beyond the current process count
   are replaced by disabled ones and stopped. The layer's checks depend on ``listen_port`` and
   ``listen_addr``, read from the config this adapter wrote or read in this hook.
 - **Reload.** ``send_signal`` signals the running services and *then* fails with
-  ``APIError`` 500 when one is not running, whatever the cause; so the running ones are
-  learnt first (``get_services``), signalled (SIGHUP: pgbouncer re-reads its files and keeps
-  its clients), and the others are started. A running process is never restarted by a reload.
+  ``APIError`` 500 when one is not running, whatever the cause; so the reload signals every
+  service (SIGHUP: pgbouncer re-reads its files and keeps its clients) and, when that fails,
+  asks which run (``get_services``) and starts the others. A running process is never
+  restarted by a reload.
 - **Failures.** A failed start is a ``ChangeError`` whose first line says nothing; the error
   becomes ``WorkloadUnavailable`` whose first line names the process and pgbouncer's own
   reason (its ERROR or FATAL line), and the whole text is logged.
@@ -187,19 +189,20 @@ class PebbleWorkload:
     # -- folders -------------------------------------------------------------------------
 
     def _ensure_folders(self) -> None:
-        parent = PGB_DIR.rsplit("/", 1)[0]
-        parent_info = self._stat(parent)
-        if parent_info is not None and not _usable(parent_info, "--x"):
-            raise WorkloadUnavailable(
-                f"the workload user {WORKLOAD_USER} cannot enter {parent} "
-                f"({_describe(parent_info)}); the image must let it"
-            )
-        base = self._stat(PGB_DIR)
+        parent, name = PGB_DIR.rsplit("/", 1)
+        base = self._entry(parent, name)
+        if base is None or (base.type != pebble.FileType.SYMLINK and not _usable(base, "rwx")):
+            # Pebble leaves an existing parent as it is: the workload user must enter it.
+            parent_info = self._stat(parent)
+            if parent_info is not None and not _usable(parent_info, "--x"):
+                raise WorkloadUnavailable(
+                    f"the workload user {WORKLOAD_USER} cannot enter {parent} "
+                    f"({_describe(parent_info)}); the image must let it"
+                )
         if base is None:
             self._make_dir(PGB_DIR)
         elif base.type == pebble.FileType.SYMLINK:
-            # The image points the folder elsewhere (a volume, say): its owner decides.
-            pass
+            pass  # the image points the folder elsewhere (a volume, say): its owner decides
         elif not _usable(base, "rwx"):
             self._remake_workload_folder(base)
         instances = {
@@ -238,6 +241,20 @@ class PebbleWorkload:
             user=WORKLOAD_USER,
             group=WORKLOAD_USER,
         )
+
+    def _entry(self, folder: str, name: str) -> pebble.FileInfo | None:
+        """``folder/name`` as its folder lists it, or None when it or the folder is missing."""
+        try:
+            found = self._container.list_files(folder, pattern=name)
+        except pebble.APIError as err:
+            if err.code == 404:
+                return None
+            raise
+        except pebble.PathError as err:
+            if err.kind == "not-found":
+                return None
+            raise
+        return next((info for info in found if info.name == name), None)
 
     def _stat(self, path: str) -> pebble.FileInfo | None:
         try:
@@ -283,15 +300,14 @@ class PebbleWorkload:
         try:
             self._ensure_plan()
             names = [service_name(i) for i in range(self._processes)]
+            try:
+                self._container.send_signal("SIGHUP", *names)
+                return
+            except pebble.APIError as err:
+                # Real Pebble has signalled every running service, and fails for the others
+                # with code 500 whatever the cause: ask which run, start the others.
+                logger.info("SIGHUP not delivered everywhere: %s", _first_line(err))
             running = self._running(names)
-            if running:
-                try:
-                    self._container.send_signal("SIGHUP", *running)
-                except pebble.APIError as err:
-                    # Real Pebble signals every running service, then fails for the others:
-                    # one of them stopped since get_services. Those left are started below.
-                    logger.info("SIGHUP not delivered everywhere: %s", _first_line(err))
-                    running = self._running(names)
             stopped = [name for name in names if name not in running]
             if stopped:
                 logger.info("starting stopped pgbouncer services: %s", ", ".join(stopped))
