@@ -33,6 +33,7 @@ from typing import Any
 import ops
 from ops import pebble
 
+from adapters.errors import first_line
 from adapters.pebble.layer import (
     LAYER_LABEL,
     WORKLOAD_USER,
@@ -65,13 +66,8 @@ _STARTED_SERVICE = re.compile(r'Start service "([^"]+)"')
 _PGBOUNCER_REASON = re.compile(r"\[\d+\] (?:ERROR|FATAL) (.+)$")
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err)
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def _unavailable(action: str, err: Exception) -> WorkloadUnavailable:
-    return WorkloadUnavailable(f"cannot {action}: {_first_line(err)}")
+    return WorkloadUnavailable(f"cannot {action}: {first_line(err)}")
 
 
 def start_failure(action: str, err: pebble.ChangeError) -> WorkloadUnavailable:
@@ -91,7 +87,7 @@ def start_failure(action: str, err: pebble.ChangeError) -> WorkloadUnavailable:
         who = "pgbouncer process" + ("es " if len(indices) > 1 else " ") + ", ".join(indices)
     else:
         who = "pgbouncer"
-    why = "; ".join(reasons) if reasons else _first_line(err)
+    why = "; ".join(reasons) if reasons else first_line(err)
     logger.error("cannot %s: %s", action, text)
     return WorkloadUnavailable(f"{who} did not start: {why}\n{text}")
 
@@ -306,7 +302,7 @@ class PebbleWorkload:
             except pebble.APIError as err:
                 # Real Pebble has signalled every running service, and fails for the others
                 # with code 500 whatever the cause: ask which run, start the others.
-                logger.info("SIGHUP not delivered everywhere: %s", _first_line(err))
+                logger.info("SIGHUP not delivered everywhere: %s", first_line(err))
             running = self._running(names)
             stopped = [name for name in names if name not in running]
             if stopped:
