@@ -47,7 +47,6 @@ exits are terminated, so a failed test leaves no pgbouncer behind.
 import contextlib
 import os
 import pwd
-import shlex
 import shutil
 import signal
 import socket
@@ -58,7 +57,6 @@ import weakref
 from collections.abc import Iterator
 from types import TracebackType
 
-from adapters.pebble.layer import serving_check_command
 from adapters.pebble.workload import FOLDER_MODE  # the same folder mode in both adapters
 from domain.pgb_config import (
     parse_pgb_ini,
@@ -266,7 +264,8 @@ class LocalWorkload:
 
     def process_states(self) -> tuple[ProcessState, ...]:
         """Each process: stopped (never started, exited, killed), or running and then serving
-        or not by the very check the Pebble layer gives it (``serving_check_command``)."""
+        or not: answering on its unix socket and holding its TCP port, as the Pebble layer's
+        check (``serving_check_command``, tested against real pgbouncer apart) asks."""
         self._check_reachable()
         states = []
         for instance in self._instances:
@@ -275,24 +274,10 @@ class LocalWorkload:
                 detail = "not started" if proc is None else f"exited with code {proc.returncode}"
                 states.append(ProcessState(instance.index, ProcessCondition.STOPPED, detail))
                 continue
-            settings = _Settings(instance.cfg_path)
-            command = serving_check_command(
-                instance.index, settings.port, bool(settings.listen_addr), self.base_dir
-            )
-            try:
-                user, group, extra_groups = self._as_owner()
-                check = subprocess.run(
-                    shlex.split(command),
-                    capture_output=True,
-                    timeout=5,
-                    check=False,
-                    user=user,
-                    group=group,
-                    extra_groups=extra_groups,
-                )
-                serving = check.returncode == 0
-            except subprocess.TimeoutExpired:
-                serving = False
+            # The test the Pebble layer's check makes (its own unix socket, its own TCP
+            # listener), in this process: Pebble runs its checks in the background, so reading
+            # their state costs a hook nothing, and a subprocess per process per hook would.
+            serving = _Settings(instance.cfg_path).listening(proc.pid)
             states.append(
                 ProcessState(instance.index, ProcessCondition.SERVING)
                 if serving
