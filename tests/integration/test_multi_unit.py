@@ -383,7 +383,14 @@ def test_pgbench_through_one_unit_while_ten_config_changes_reload(
     socket_dir = model.local_workload(unit).instance_dir(0)
 
     bench = pgbench(
-        "--client=4", "--jobs=2", "--time=12", "--no-vacuum", host=socket_dir, port=port(model)
+        # Long enough for the 10 changes on a loaded 2-core machine (12 s was not, before
+        # this branch too); pgbench must outlive them.
+        "--client=4",
+        "--jobs=2",
+        "--time=30",
+        "--no-vacuum",
+        host=socket_dir,
+        port=port(model),
     )
     started = time.monotonic()
     try:
