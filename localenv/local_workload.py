@@ -390,8 +390,9 @@ class LocalWorkload:
                 break
             if settings.listening(proc.pid):
                 return None
-            if _is_up(instance.console_path):
-                # pgbouncer logs "process up" after trying every address: it will not listen.
+            if _is_up(instance.console_path) and not settings.listening(proc.pid):
+                # pgbouncer logs "process up" after trying every address: it will not listen
+                # (asked again: it may have come up since the first question).
                 reason = f"started but does not listen on {settings.where()}"
                 break
             if time.monotonic() >= deadline:
