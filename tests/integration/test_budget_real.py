@@ -22,7 +22,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import install_auth, make_dsn, remove_auth
 from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE, create_client, role_mark
 from domain.backend import BackendEndpoints, HostPort, with_auth_query
@@ -31,6 +30,7 @@ from domain.charm_config import CharmConfig, initial_config
 from domain.clients import ClientApp, ClientRequest, owner_role, with_client
 from domain.pgb_config import parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
+from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import pgrep

@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from psycopg import sql as pgsql
 
-from adapters.local.workload import LocalWorkload
 from adapters.postgres.auth_setup import install_auth, make_dsn, remove_auth
 from adapters.postgres.clients import (
     REGISTRY_SCHEMA,
@@ -35,6 +34,7 @@ from domain.backend import AUTH_SCHEMA, BackendEndpoints, HostPort, with_auth_qu
 from domain.charm_config import CharmConfig, initial_config
 from domain.clients import ClientApp, ClientRequest, InvalidClientRequest, owner_role, with_client
 from domain.pgb_config import render_pgb_ini
+from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.processes import pgrep

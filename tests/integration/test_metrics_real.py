@@ -30,7 +30,6 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from adapters.local.workload import LocalWorkload
 from domain.charm_config import CharmConfig, initial_config
 from domain.observability import (
     STATS_USER,
@@ -40,6 +39,7 @@ from domain.observability import (
     with_stats_users,
 )
 from domain.pgb_config import ConnString, render_pgb_ini
+from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import wait_until
