@@ -48,6 +48,7 @@ import attrs
 from domain.errors import InvalidPgbConfig
 from domain.pgb_config import (
     PGB_DIR,
+    PROCESS_LOGFILE,
     PgbConfig,
     parse_pgb_ini,
     per_process_config,
@@ -161,6 +162,8 @@ def check_runnable(cfg: PgbConfig, facts: WorkloadFacts) -> None:
         raise _fail("unix_socket_group", f"must be the workload user's group {facts.user}")
 
     for key in CREATED_PATHS:
+        if key == "logfile" and setting(key) == PROCESS_LOGFILE:
+            continue  # the per-process copies log to standard error, which Pebble keeps
         if value := setting(key):
             _check_created(key, value, facts)
     for key in READ_PATHS:
