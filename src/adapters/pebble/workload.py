@@ -240,21 +240,18 @@ class PebbleWorkload:
 
     def _entry(self, folder: str, name: str) -> pebble.FileInfo | None:
         """``folder/name`` as its folder lists it, or None when it or the folder is missing."""
-        try:
-            found = self._container.list_files(folder, pattern=name)
-        except pebble.APIError as err:
-            if err.code == 404:
-                return None
-            raise
-        except pebble.PathError as err:
-            if err.kind == "not-found":
-                return None
-            raise
-        return next((info for info in found if info.name == name), None)
+        found = self._list(folder, pattern=name)
+        return next((info for info in found or () if info.name == name), None)
 
     def _stat(self, path: str) -> pebble.FileInfo | None:
+        found = self._list(path, itself=True)
+        return found[0] if found else None
+
+    def _list(self, path: str, **options: Any) -> list[pebble.FileInfo] | None:
+        """Pebble's listing of ``path``; None when the path is missing (Pebble says so with
+        a 404 or a ``not-found`` path error)."""
         try:
-            return self._container.list_files(path, itself=True)[0]
+            return self._container.list_files(path, **options)
         except pebble.APIError as err:
             if err.code == 404:
                 return None
