@@ -1,0 +1,147 @@
+"""Benchmark: Pebble calls of one quiet hook, with and without a Prometheus related.
+
+A settled unit (its files, its processes and, where Prometheus is related, its exporters and
+stats user already in place: ``SETTLING_HOOKS`` update-status hooks have run first) handles
+one more update-status; every public method of ops' testing Pebble client is counted, as in
+``bench/hook_costs.py``. Printed: the leader and a follower, each without and with a
+``metrics-endpoint`` relation, and the difference metrics make.
+
+Usage: ``.venv/bin/python bench/metrics_hook_costs.py``
+"""
+
+import collections
+import pathlib
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
+
+
+def _count_pebble_calls(run) -> collections.Counter[str]:
+    """Calls from ops to ops.testing's Pebble client, by method. The client ops.testing
+    uses (``scenario.mocking._MockPebbleClient``) is wrapped, not the Harness client it
+    derives from: it overrides some methods (``get_plan``...), which the latter would miss."""
+    from scenario import mocking
+
+    client = mocking._MockPebbleClient
+    counts: collections.Counter[str] = collections.Counter()
+    depth = [0]
+    originals = {}
+    for name in dir(client):
+        attribute = getattr(client, name)
+        if name.startswith("_") or not callable(attribute):
+            continue
+        originals[name] = client.__dict__.get(name)
+
+        def wrapper(self, *args, __name=name, __original=attribute, **kwargs):
+            if depth[0] == 0:
+                counts[__name] += 1
+            depth[0] += 1
+            try:
+                return __original(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        setattr(client, name, wrapper)
+    try:
+        run()
+    finally:
+        for name, attribute in originals.items():
+            if attribute is None:
+                delattr(client, name)
+            else:
+                setattr(client, name, attribute)
+    return counts
+
+
+# Two: the metrics work as a second plan rewrote the leader's files after it acknowledged
+# them, so its next hook reloaded once more before it was quiet.
+SETTLING_HOOKS = 2
+
+
+def _state(folder: pathlib.Path, leader: bool, metrics: bool):
+    from ops import testing
+
+    from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
+    from tests.unit.charm_harness import MODEL, container, write_files
+    from tests.unit.peer_fixtures import AUTH_A, CFG_A, HOST0, HOST1
+
+    write_files(folder, cfg=CFG_A, auth=AUTH_A)
+    secret = testing.Secret(tracked_content={"auth-file": AUTH_A}, owner="app", label=SECRET_LABEL)
+    peer = testing.PeerRelation(
+        "pgb-peers",
+        local_app_data={
+            "cfg_file": CFG_A,
+            "leader_hostname": HOST0 if leader else HOST1,
+            SECRET_ID_KEY: secret.id,
+        },
+        local_unit_data={"hostname": HOST0},
+        peers_data={1: {"hostname": HOST1, "pgbouncer_processes": "2"}},
+    )
+    backend = testing.Relation(
+        "backend-database",
+        remote_app_name="postgresql-k8s",
+        remote_app_data={"endpoints": "postgresql-k8s-primary:5432", "secret-user": "secret:x"},
+    )
+    relations = {peer, backend}
+    if metrics:
+        relations.add(testing.Relation("metrics-endpoint", remote_app_name="prometheus-k8s"))
+    return testing.State(
+        leader=leader,
+        model=MODEL,
+        containers={container(folder)},
+        relations=relations,
+        secrets={secret},
+    )
+
+
+def quiet_hook_calls(leader: bool, metrics: bool) -> dict[str, int]:
+    """Pebble calls of one update-status after ``SETTLING_HOOKS`` have settled the unit."""
+    from charm import PgBouncerK8sCharm
+    from tests.unit.charm_harness import PROCESSES, context
+
+    PgBouncerK8sCharm.processes = PROCESSES
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pathlib.Path(tmp) / "pgbouncer"
+        folder.mkdir()
+        state = _state(folder, leader, metrics)
+        ctx = context()
+        if not leader:
+            # The follower's store needs the stats password the leader would have made.
+            state = _with_stats_password(state)
+        first = ctx.run(ctx.on.update_status(), state)
+        for _ in range(SETTLING_HOOKS - 1):
+            first = context().run(ctx.on.update_status(), first)
+        second_ctx = context()
+        counts = _count_pebble_calls(lambda: second_ctx.run(second_ctx.on.update_status(), first))
+    return dict(counts)
+
+
+def _with_stats_password(state):
+    import dataclasses
+
+    (secret,) = state.secrets
+    content = {**secret.tracked_content, "stats-password": "0123456789abcdef0123456789abcdef"}
+    return dataclasses.replace(
+        state,
+        secrets={dataclasses.replace(secret, tracked_content=content, latest_content=content)},
+    )
+
+
+def main() -> None:
+    print("| unit | Prometheus related | Pebble calls, quiet update-status | calls |")
+    print("|---|---|---|---|")
+    for leader in (True, False):
+        totals = []
+        for metrics in (False, True):
+            counts = quiet_hook_calls(leader, metrics)
+            totals.append(sum(counts.values()))
+            detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+            role = "leader" if leader else "follower"
+            print(f"| {role} | {'yes' if metrics else 'no'} | {totals[-1]} | {detail} |")
+        print(f"| {role} | extra for metrics | {totals[1] - totals[0]} | |")
+
+
+if __name__ == "__main__":
+    main()
