@@ -17,6 +17,7 @@ units) in seconds:
   ``wipe()`` is a rescheduled pod: empty folder, nothing running.
 """
 
+from domain.observability import ExporterState
 from domain.pgb_config import parse_pgb_ini
 from domain.ports import WorkloadUnavailable
 from domain.processes import ProcessCondition, ProcessState
@@ -108,6 +109,10 @@ class FakeWorkload:
         self._check()
         if not self.running:
             self._start()
+
+    def exporter_states(self) -> tuple[ExporterState, ...]:
+        """No metrics exporter runs here."""
+        return ()
 
     def process_states(self) -> tuple[ProcessState, ...]:
         """Every process serving while the flag says running, else every one stopped."""

@@ -58,6 +58,7 @@ from collections.abc import Iterator
 from types import TracebackType
 
 from adapters.pebble.workload import FOLDER_MODE  # the same folder mode in both adapters
+from domain.observability import ExporterState
 from domain.pgb_config import (
     parse_pgb_ini,
     per_process_config,
@@ -261,6 +262,10 @@ class LocalWorkload:
         """Start the processes that are not running; signal nothing."""
         self._check_reachable()
         self._start([i for i in self._instances if not self._is_running(i.index)])
+
+    def exporter_states(self) -> tuple[ExporterState, ...]:
+        """No metrics exporter runs here."""
+        return ()
 
     def process_states(self) -> tuple[ProcessState, ...]:
         """Each process: stopped (never started, exited, killed), or running and then serving

@@ -13,7 +13,6 @@ hook.
 """
 
 import logging
-import secrets
 from collections.abc import Iterable, Iterator
 
 import ops
@@ -32,15 +31,18 @@ from domain.effects import (
     Defer,
     DropClientRole,
     Effect,
+    EnsureExporters,
     ForgetClient,
     GiveUpRoleDrops,
     HandCredentials,
     InstallAuth,
     PublishCfg,
     PublishLeaderHostname,
+    PublishProcesses,
     Reload,
     RememberBackendSetup,
     RememberClient,
+    RememberExporters,
     RemoveAuth,
     RemoveAuthSetup,
     RemovePassword,
@@ -49,23 +51,19 @@ from domain.effects import (
     RequestDatabase,
     Restart,
     RestrictClientRole,
+    RetireExporters,
     RevokeCredentials,
     SetHostname,
     SetPgbouncerVersion,
     StartStopped,
     StoreAuth,
     StorePassword,
+    StoreStatsPassword,
     WriteAuth,
     WriteCfg,
-)
-from domain.observability import (
-    PROCESSES_KEY,
-    EnsureExporters,
-    GenerateStatsPassword,
-    MetricsEffect,
-    PublishProcesses,
     WritePassfile,
 )
+from domain.observability import PROCESSES_KEY
 from domain.peer_data import AUTH_FILE_KEY, STATS_PASSWORD_KEY, relation_password_key
 from domain.ports import WorkloadUnavailable
 from domain.status import Severity, StatusReason
@@ -80,16 +78,14 @@ _FAILURES = (
     ClientSecretUnavailable,
     ops.ModelError,
 )
-# The hook's plan, then the metrics plan (domain.observability), go through one applier.
-AnyEffect = Effect | MetricsEffect
-_STORE_EFFECTS = (StoreAuth, RemoveStoredAuth, StorePassword, RemovePassword)
+_STORE_EFFECTS = (StoreAuth, RemoveStoredAuth, StorePassword, RemovePassword, StoreStatsPassword)
 
 
 class EffectApplier:
     def __init__(self, adapters: Adapters):
         self._adapters = adapters
 
-    def apply(self, effects: Iterable[AnyEffect], event: ops.EventBase) -> list[StatusReason]:
+    def apply(self, effects: Iterable[Effect], event: ops.EventBase) -> list[StatusReason]:
         """Carry out ``effects``; the reasons to show (the plan's and the failures')."""
         reasons: list[StatusReason] = []
         for batch in _batches(effects):
@@ -122,7 +118,7 @@ class EffectApplier:
         return reasons
 
     def _apply(
-        self, batch: list[AnyEffect], event: ops.EventBase, reasons: list[StatusReason]
+        self, batch: list[Effect], event: ops.EventBase, reasons: list[StatusReason]
     ) -> None:
         effect = batch[0]
         if isinstance(effect, _STORE_EFFECTS):
@@ -133,10 +129,11 @@ class EffectApplier:
         elif isinstance(effect, Defer):
             logger.info("deferring %s: %s", type(event).__name__, effect.reason)
             event.defer()
-        elif isinstance(effect, MetricsEffect):
-            self._apply_metrics(effect)
         elif not (
-            self._apply_local(effect) or self._apply_backend(effect) or self._apply_memory(effect)
+            self._apply_local(effect)
+            or self._apply_metrics(effect)
+            or self._apply_backend(effect)
+            or self._apply_memory(effect)
         ):
             self._apply_clients(effect)
         if not isinstance(effect, Report | Defer):
@@ -172,22 +169,24 @@ class EffectApplier:
                 return False
         return True
 
-    def _apply_metrics(self, effect: MetricsEffect) -> None:
-        """The exporters and the stats user's password (domain.observability)."""
+    def _apply_metrics(self, effect: Effect) -> bool:
+        """The exporters and this unit's process count (``domain.metrics_service``)."""
         adapters = self._adapters
         match effect:
-            case GenerateStatsPassword():
-                # 48 hex digits: the shape domain.observability checks, never md5-shaped.
-                adapters.store().update({STATS_PASSWORD_KEY: secrets.token_hex(24)})
-            case WritePassfile(content):
-                adapters.exporters().write_passfile(content)
-            case EnsureExporters(specs):
-                adapters.exporters().ensure(specs)
             case PublishProcesses(processes):
                 relation = adapters.peers.relation
                 if relation is None:
                     raise PeerRelationMissing("the pgb-peers relation does not exist yet")
                 relation.data[adapters.model.unit][PROCESSES_KEY] = str(processes)
+            case WritePassfile(content):
+                adapters.exporters().write_passfile(content)
+            case EnsureExporters(specs):
+                adapters.exporters().ensure(specs)
+            case RetireExporters(running, enabled):
+                adapters.exporters().retire(running, enabled)
+            case _:
+                return False
+        return True
 
     def _apply_backend(self, effect: Effect) -> bool:
         """The backend-database relation and the backend database."""
@@ -221,6 +220,8 @@ class EffectApplier:
                 memory.remember_backend(digest)
             case RememberClient(relation_id, digest, database):
                 memory.remember_client(relation_id, digest, database)
+            case RememberExporters(digest):
+                memory.remember_exporters(digest)
             case ForgetClient(relation_id, drop_role):
                 memory.forget_client(relation_id, drop_role)
             case GiveUpRoleDrops(users):
@@ -245,9 +246,9 @@ class EffectApplier:
                 clients.revoke(relation_id)
 
 
-def _batches(effects: Iterable[AnyEffect]) -> Iterator[list[AnyEffect]]:
+def _batches(effects: Iterable[Effect]) -> Iterator[list[Effect]]:
     """Each effect alone, except consecutive store changes, which make one batch."""
-    batch: list[AnyEffect] = []
+    batch: list[Effect] = []
     for effect in effects:
         if batch and not (
             isinstance(effect, _STORE_EFFECTS) and isinstance(batch[0], _STORE_EFFECTS)
@@ -259,7 +260,7 @@ def _batches(effects: Iterable[AnyEffect]) -> Iterator[list[AnyEffect]]:
         yield batch
 
 
-def _store_changes(batch: list[AnyEffect]) -> dict[str, str | None]:
+def _store_changes(batch: list[Effect]) -> dict[str, str | None]:
     changes: dict[str, str | None] = {}
     for effect in batch:
         match effect:
@@ -271,10 +272,12 @@ def _store_changes(batch: list[AnyEffect]) -> dict[str, str | None]:
                 changes[relation_password_key(relation_id)] = password
             case RemovePassword(relation_id):
                 changes[relation_password_key(relation_id)] = None
+            case StoreStatsPassword(password):
+                changes[STATS_PASSWORD_KEY] = password
     return changes
 
 
-def _describe(effect: AnyEffect) -> str:
+def _describe(effect: Effect) -> str:
     """What was attempted, for the status; never a file's content or a credential."""
     match effect:
         case InstallAuth(databases=databases) if len(databases) > 1:
@@ -290,5 +293,7 @@ def _describe(effect: AnyEffect) -> str:
             return f"restricting role {user} on the backend"
         case DropClientRole(user=user):
             return f"dropping role {user} on the backend"
+        case WritePassfile() | EnsureExporters() | RetireExporters():
+            return "metrics"
         case _:
             return f"{type(effect).__name__} failed"

@@ -2,13 +2,11 @@
 
 Every observed event runs the same three steps (``_reconcile``): gather one ``HookView`` from
 the adapters (``app.gather``), ask ``HookPlanner`` for the one ordered list of effects of the
-hook, and hand it to ``EffectApplier``. Where a Prometheus is related, a second, smaller
-plan follows on the files as they now are (``gather_metrics``, ``plan_metrics``: the stats
-user and one exporter per process) through the same applier; ``CosRelations`` holds the COS
-libraries' providers. Status is computed once per hook, in the collect-status
-handlers, from the reasons the plan and the applier returned. The workload adapter is made by
-``make_workload``, which tests and the local environment override to run the same charm
-against real pgbouncer processes.
+hook (the exporters and the stats user among them, while a Prometheus is related), and hand it
+to ``EffectApplier``; ``CosRelations`` holds the COS libraries' providers. Status is computed
+once per hook, in the collect-status handlers, from the reasons the plan and the applier
+returned. The workload adapter is made by ``make_workload``, which tests and the local
+environment override to run the same charm against real pgbouncer processes.
 """
 
 import logging
@@ -16,11 +14,10 @@ from collections.abc import Callable
 
 import ops
 
-from adapters.errors import first_line
 from adapters.juju import converters
 from adapters.juju.backend import BACKEND_RELATION
 from adapters.juju.clients import CLIENT_RELATION
-from adapters.juju.cos import CosRelations
+from adapters.juju.cos import METRICS_RELATION, CosRelations
 from adapters.juju.memory import UnitMemory
 from adapters.juju.peer_relation import PEER_RELATION
 from adapters.juju.refresh_steps import RefreshSteps
@@ -28,11 +25,10 @@ from adapters.juju.secret_store import StoreUnavailable
 from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
-from app.gather import Adapters, gather, gather_metrics, hook_event
-from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
+from app.gather import Adapters, gather, hook_event
+from domain.errors import InvalidCharmConfig, InvalidPeerData
 from domain.hook_plan import HookPlanner, app_status, unit_status
-from domain.observability import GenerateStatsPassword, plan_metrics
-from domain.ports import WorkloadPort, WorkloadUnavailable
+from domain.ports import WorkloadPort
 from domain.status import Severity, StatusReason
 
 logger = logging.getLogger(__name__)
@@ -80,6 +76,10 @@ class PgBouncerK8sCharm(ops.CharmBase):
             self.on[BACKEND_RELATION].relation_broken,
             self.on[CLIENT_RELATION].relation_changed,
             self.on[CLIENT_RELATION].relation_broken,
+            # The exporters start with the first Prometheus and stop after the last one.
+            self.on[METRICS_RELATION].relation_created,
+            self.on[METRICS_RELATION].relation_joined,
+            self.on[METRICS_RELATION].relation_broken,
         ):
             observe(event, self._reconcile)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -110,30 +110,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
         hook = hook_event(event, self.model)
         effects = HookPlanner().plan(hook, gather(adapters, hook))
         reasons = EffectApplier(adapters).apply(effects, event)
-        # Then the metrics plan (exporters, stats user) on the files as they now are.
-        reasons += self._metrics(adapters, event)
         earlier = self._reasons if self._reasons is not None else self._refresh.reasons
         self._reasons = [*earlier, *reasons]
-
-    def _metrics(self, adapters: Adapters, event: ops.EventBase) -> list[StatusReason]:
-        """Gather, plan, apply for the exporters; a second pass plans with a new password."""
-        reasons: list[StatusReason] = []
-        for _ in range(2):
-            try:
-                view = gather_metrics(adapters)
-                effects = plan_metrics(view) if view is not None else []
-            except InvalidInput as err:
-                # listen_port on a metrics port: no retry fixes it, the operator must act.
-                logger.error("metrics: %s", err)
-                return [*reasons, StatusReason(Severity.BLOCKED, f"metrics: {first_line(err)}")]
-            except (WorkloadUnavailable, StoreUnavailable, ops.ModelError) as err:
-                logger.warning("metrics: %s; deferring", err)
-                event.defer()
-                return [*reasons, StatusReason(Severity.WAITING, f"metrics: {first_line(err)}")]
-            reasons += EffectApplier(adapters).apply(effects, event)
-            if GenerateStatsPassword() not in effects:
-                break
-        return reasons
 
     # --- status ------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Gathering: the adapters read into one ``HookView``, and the ops event named as a ``HookEvent``.
 
 ``Adapters`` holds the adapters of one hook (each reads at most once: the peer secret store
-keeps what it read, ops caches the databags). ``gather`` reads, in this order, the charm
-config, the peer databags and store, the container's two files, and, on the leader, the
-client relations, the memory and the backend relation. It decides nothing: what it cannot
-read becomes a problem field of the view, and the domain says what that means.
+keeps what it read, ops caches the databags, the workload asks Pebble for the services once).
+``gather`` reads, in this order, the charm config, the peer databags and store, the
+container's two files, the processes and the exporters (one answer), the metrics, and, on
+the leader, the client relations, the memory and the backend relation. It decides nothing:
+what it cannot read becomes a problem field of the view, and the domain says what that means.
 
 Reading costs the same however many clients there are: the files are pulled once, the peer
 secret is read once, the backend's credentials secret once (and only when a hook may reach
@@ -14,6 +15,7 @@ relations cost their databags, which ops reads once per hook.
 
 import logging
 import secrets
+from collections.abc import Mapping
 
 import attrs
 import ops
@@ -33,12 +35,11 @@ from adapters.juju.peer_relation import PEER_RELATION, PeerRelation
 from adapters.juju.secret_store import StoreUnavailable, open_store
 from adapters.pebble.exporters import PebbleExporters
 from adapters.postgres.backend import PostgresBackend
-from domain.errors import InvalidCharmConfig, InvalidInput, InvalidPeerData
+from domain.errors import InvalidCharmConfig, InvalidPeerData
 from domain.hook_view import BackendView, ClientView, EventKind, HookEvent, HookView
-from domain.observability import PROCESSES_KEY, STATS_PASSWORD_KEY, MetricsView
+from domain.observability import PROCESSES_KEY, STATS_PASSWORD_KEY, ExporterState, MetricsView
 from domain.peer_data import StoreContents, UnitPeerData
 from domain.peer_sync import PeerView, WorkloadFiles
-from domain.pgb_config import parse_pgb_ini
 from domain.pgb_version import InvalidPgbVersion, PgbVersion, parse_version_output
 from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
 from domain.processes import ProcessState
@@ -154,7 +155,8 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
     peers = adapters.peers
     try:
         app, own, units = peers.app_data(), peers.own_data(), peers.units_data()
-        store = converters.read_store(adapters.store().read()) if peers.relation else None
+        raw_store = adapters.store().read() if peers.relation else {}
+        store = converters.read_store(raw_store) if peers.relation else None
     except InvalidPeerData as err:
         logger.warning("invalid peer data: %s", err)
         return attrs.evolve(unreadable, peer_problem=str(err))
@@ -182,13 +184,15 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
             )
         ),
     )
+    reachable = peer.workload is not None
     view = attrs.evolve(
         unreadable,
         peer=peer,
         unit_name=model.unit.name,
         units=tuple(sorted(units.items())),
         juju_has_secrets=model.juju_version.has_secrets,
-        processes=_process_states(adapters.workload) if peer.workload is not None else (),
+        processes=_process_states(adapters.workload) if reachable else (),
+        metrics=_metrics(adapters, raw_store, reachable),
     )
     if not peer.is_leader:
         return view
@@ -245,6 +249,34 @@ def _fresh_secrets(clients: tuple[ClientView, ...]) -> tuple[str, ...]:
     return tuple(secrets.token_urlsafe(_FRESH_SECRET_BYTES) for _ in range(len(clients) + 1))
 
 
+def _metrics(adapters: Adapters, store: Mapping[str, str], reachable: bool) -> MetricsView:
+    """The metrics part of the view, from what this gathering read anyway: the relations,
+    the store, this unit's databag, the services read with the processes, the memory."""
+    model, relation = adapters.model, adapters.peers.relation
+    related = metrics_related(model)
+    stored = store.get(STATS_PASSWORD_KEY)
+    fresh = None
+    if related and stored is None and model.unit.is_leader():
+        # Letters and digits only (check_stats_password): 48 hex digits.
+        fresh = secrets.token_hex(_FRESH_SECRET_BYTES)
+    return MetricsView(
+        related=related,
+        stored_password=stored,
+        fresh_password=fresh,
+        exporters=_exporter_states(adapters.workload) if reachable else (),
+        published_processes=relation.data[model.unit].get(PROCESSES_KEY) if relation else None,
+        set_up=adapters.memory.exporters_digest(),
+    )
+
+
+def _exporter_states(workload: WorkloadPort) -> tuple[ExporterState, ...]:
+    try:
+        return workload.exporter_states()
+    except WorkloadUnavailable as err:
+        logger.warning("cannot read the exporters: %s", err)
+        return ()
+
+
 def _pgbouncer_version(
     workload: WorkloadPort, own: UnitPeerData, event: HookEvent
 ) -> PgbVersion | None:
@@ -276,29 +308,3 @@ def _files(workload: WorkloadPort) -> WorkloadFiles | None:
     except WorkloadUnavailable as err:
         logger.warning("workload unreachable: %s", err)
         return None
-
-
-def gather_metrics(adapters: Adapters) -> MetricsView | None:
-    """What decides this hook's metrics work, read after the hook's other effects (the
-    files as they now are); None when no Prometheus is related or nothing can be done."""
-    model, relation = adapters.model, adapters.peers.relation
-    if relation is None or not metrics_related(model):
-        return None
-    if not model.unit.get_container("pgbouncer").can_connect():
-        return None
-    workload = adapters.workload
-    cfg_text = workload.read_cfg()
-    try:
-        cfg = parse_pgb_ini(cfg_text) if cfg_text is not None else None
-    except InvalidInput:
-        cfg = None  # the hook's plan reports an invalid file
-    return MetricsView(
-        is_leader=model.unit.is_leader(),
-        processes=adapters.processes,
-        stats_password=adapters.store().read().get(STATS_PASSWORD_KEY),
-        cfg=cfg,
-        auth=workload.read_auth(),
-        passfile=adapters.exporters().read_passfile(),
-        backend_credentials=has_credentials(model),
-        published_processes=relation.data[model.unit].get(PROCESSES_KEY),
-    )

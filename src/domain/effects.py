@@ -17,10 +17,16 @@ given, stopping at the first failure. The order is part of the contract (``RANK`
    secret store (``StoreAuth``, ``StorePassword``...), after its own container has them;
 5. ``Acknowledge`` (what this unit now runs), then the client applications' answers
    (``HandCredentials`` before ``AnswerClient``: a client seeing endpoints expects credentials);
-6. this unit's memory (``Remember...``), then clean-up on the backend that may fail
+6. the exporters (``WritePassfile``, ``EnsureExporters``, ``RetireExporters``): after the
+   reload that gave pgbouncer the stats user, and after everything clients depend on, so an
+   exporter that cannot start never holds back a publish or an answer;
+7. this unit's memory (``Remember...``), then clean-up on the backend that may fail
    without harm (``RemoveAuthSetup``, ``DropClientRole``: ``best_effort``);
-7. ``Report`` (why it is not simply active) and ``Defer`` last: the seed's "a deferral is
+8. ``Report`` (why it is not simply active) and ``Defer`` last: the seed's "a deferral is
    always followed by a return".
+
+The metrics effects (``PublishProcesses``, ``StoreStatsPassword``, the exporters',
+``RememberExporters``) are decided by ``domain.metrics_service``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import attrs
 from domain.auth_file import parse_auth_file
 from domain.backend import BackendAccess
 from domain.errors import InvalidEffect, InvalidPeerData
+from domain.observability import ExporterSpec, check_stats_password
 from domain.peer_data import Acknowledgement, is_valid_hostname
 from domain.pgb_config import parse_pgb_ini
 from domain.pgb_version import PgbVersion
@@ -82,6 +89,20 @@ def _relation_id(_instance: object, attribute: attrs.Attribute[int], value: int)
         raise InvalidEffect(f"{attribute.name}: {value!r} is not a relation id")
 
 
+def _positive(_instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidEffect(f"{attribute.name}: {value!r} is not an integer >= 1")
+
+
+def _stats_password(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
+    check_stats_password(value)
+
+
+def _indices(_instance: object, attribute: attrs.Attribute[tuple[int, ...]], value: tuple) -> None:
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
+        raise InvalidEffect(f"{attribute.name}: {value!r} are not process indices")
+
+
 def _names(_instance: object, attribute: attrs.Attribute[tuple[str, ...]], value: tuple) -> None:
     if not value or not all(isinstance(name, str) and name for name in value):
         raise InvalidEffect(f"{attribute.name} must name at least one database")
@@ -110,6 +131,14 @@ class RequestDatabase(_Effect):
     """Leader: ask the backend-database relation for this database (and a superuser)."""
 
     database: str = attrs.field(validator=_non_empty)
+
+
+@attrs.frozen(repr=False)
+class PublishProcesses(_Effect):
+    """Write this unit's process count in its unit databag (the leader's scrape jobs list
+    one target per process of every unit)."""
+
+    processes: int = attrs.field(validator=_positive)
 
 
 # --- the backend database -------------------------------------------------------------------
@@ -254,6 +283,13 @@ class RemovePassword(_Effect):
 
 
 @attrs.frozen(repr=False)
+class StoreStatsPassword(_Effect):
+    """Leader: keep the exporters' stats user's new password in the peer secret store."""
+
+    password: str = attrs.field(validator=_stats_password, repr=False)
+
+
+@attrs.frozen(repr=False)
 class Acknowledge(_Effect):
     """Record in the unit databag what this unit has applied and whether that worked."""
 
@@ -291,6 +327,32 @@ class RevokeCredentials(_Effect):
     relation_id: int = attrs.field(validator=_relation_id)
 
 
+# --- the exporters (domain.observability) ---------------------------------------------------
+
+
+@attrs.frozen(repr=False)
+class WritePassfile(_Effect):
+    """Write the exporters' .pgpass file (0600, the workload user's) into the container."""
+
+    content: str = attrs.field(validator=_non_empty, repr=False)
+
+
+@attrs.frozen(repr=False)
+class EnsureExporters(_Effect):
+    """Make these exporter services be in the plan as given, and running."""
+
+    specs: tuple[ExporterSpec, ...] = attrs.field(converter=tuple)
+
+
+@attrs.frozen(repr=False)
+class RetireExporters(_Effect):
+    """Stop the ``running`` exporters and mark the ``enabled`` ones disabled (a layer cannot
+    delete a service): no Prometheus is related, or the process count shrank."""
+
+    running: tuple[int, ...] = attrs.field(converter=tuple, validator=_indices)
+    enabled: tuple[int, ...] = attrs.field(converter=tuple, validator=_indices)
+
+
 # --- this unit's memory -----------------------------------------------------------------------
 
 
@@ -316,6 +378,14 @@ class ForgetClient(_Effect):
 
     relation_id: int = attrs.field(validator=_relation_id)
     drop_role: bool
+
+
+@attrs.frozen(repr=False)
+class RememberExporters(_Effect):
+    """The exporters are set up with this .pgpass and these specs (a one-way digest; empty
+    forgets it): a later hook whose digest matches and whose exporters run does nothing."""
+
+    digest: str
 
 
 @attrs.frozen(repr=False)
@@ -345,6 +415,7 @@ class Defer(_Effect):
 Effect = (
     SetHostname
     | SetPgbouncerVersion
+    | PublishProcesses
     | RequestDatabase
     | InstallAuth
     | CreateClientRole
@@ -363,13 +434,18 @@ Effect = (
     | RemoveStoredAuth
     | StorePassword
     | RemovePassword
+    | StoreStatsPassword
     | Acknowledge
     | HandCredentials
     | AnswerClient
     | RevokeCredentials
+    | WritePassfile
+    | EnsureExporters
+    | RetireExporters
     | RememberBackendSetup
     | RememberClient
     | ForgetClient
+    | RememberExporters
     | GiveUpRoleDrops
     | Report
     | Defer
@@ -380,6 +456,7 @@ Effect = (
 RANK: dict[type, int] = {
     SetHostname: 0,
     SetPgbouncerVersion: 0,
+    PublishProcesses: 0,
     RequestDatabase: 1,
     InstallAuth: 2,
     CreateClientRole: 2,
@@ -396,20 +473,26 @@ RANK: dict[type, int] = {
     RemoveStoredAuth: 8,
     StorePassword: 8,
     RemovePassword: 8,
+    StoreStatsPassword: 8,
     Acknowledge: 9,
     HandCredentials: 10,
     RevokeCredentials: 10,
     AnswerClient: 11,
+    # The .pgpass file before the exporters that read it.
+    WritePassfile: 12,
+    RetireExporters: 13,
+    EnsureExporters: 13,
     # Memory before the best-effort clean-up: a role to drop is remembered first, and
     # forgotten by the drop that succeeds.
-    RememberBackendSetup: 12,
-    RememberClient: 12,
-    ForgetClient: 12,
-    GiveUpRoleDrops: 12,
-    RemoveAuthSetup: 13,
-    DropClientRole: 13,
-    Report: 14,
-    Defer: 15,
+    RememberBackendSetup: 14,
+    RememberClient: 14,
+    ForgetClient: 14,
+    RememberExporters: 14,
+    GiveUpRoleDrops: 14,
+    RemoveAuthSetup: 15,
+    DropClientRole: 15,
+    Report: 16,
+    Defer: 17,
 }
 
 

@@ -8,11 +8,13 @@ that the applier carries out, stopping at the first failure. The plan is built b
   leader's or follower's routine, as update-status does): it restores, renders, adopts,
   publishes and acknowledges the files;
 - on the leader, the other relations' services as steps of that routine
-  (``BackendService``, then ``ClientService``): they change the leader's files before they
-  are written and published, add their effects on the backend and the clients, and answer
-  the clients once the files are acknowledged;
+  (``BackendService``, ``ClientService``, then ``StatsUserStep`` for the metrics): they change the
+  leader's files before they are written and published, add their effects on the backend and the
+  clients, and answer the clients once the files are acknowledged;
 - the reasons every unit shows whatever the event: an invalid charm config (blocked), peer
   data that cannot be read (waiting), no backend relation (blocked);
+- the services every unit runs for itself (``UnitService``; by default ``MetricsService``:
+  the exporters, one per process, while a Prometheus is related);
 - the unit's processes (``domain.processes``): a status naming those that do not serve, and
   a start of those not running, unless the plan reloads or restarts anyway.
 
@@ -21,10 +23,10 @@ Every reason is a ``Report`` in the list; ``unit_status`` and ``app_status`` pic
 Extending it. A new input is one more field of ``HookView`` (``app.gather`` fills it). A new
 relation whose decisions change the leader's pgbouncer.ini or answer clients is one more
 ``LeaderStep`` in ``plan`` (see ``peer_sync.LeaderStep``). A service that every unit runs for
-itself (its own certificate files, say) is a ``UnitService`` given to ``HookPlanner``: its
-effects join the same list, in the contract's order (give a new effect class its rank in
-``effects.RANK``), and the plan still sends at most one signal (a ``Restart`` wins over a
-``Reload``) and one ``Defer``.
+itself (its exporters, its own certificate files) is a ``UnitService`` given to ``HookPlanner``,
+which sees the effects planned before it: its effects join the same list, in the contract's order
+(give a new effect class its rank in ``effects.RANK``), and the plan still sends at most one signal
+(a ``Restart`` wins over a ``Reload``) and one ``Defer``.
 """
 
 from collections.abc import Callable, Sequence
@@ -34,6 +36,7 @@ from domain.backend_service import NO_BACKEND, BackendService
 from domain.client_service import ClientService
 from domain.effects import Defer, Effect, Reload, Report, Restart, in_contract_order
 from domain.hook_view import EventKind, HookEvent, HookView, SecretSupply
+from domain.metrics_service import MetricsService, StatsUserStep
 from domain.peer_data import UnitPeerData
 from domain.peer_sync import LeaderStep, PeerSyncService, PeerView
 from domain.processes import with_processes_looked_after
@@ -65,17 +68,22 @@ def _update_status(
 
 
 class UnitService(Protocol):
-    """A service every unit runs for itself, beside the peer routine."""
+    """A service every unit runs for itself, beside the peer routine. ``planned``: the
+    effects decided before it (the files it will find: ``metrics_service.files_after``)."""
 
-    def plan(self, event: HookEvent, view: HookView) -> list[Effect]: ...
+    def plan(
+        self, event: HookEvent, view: HookView, planned: Sequence[Effect]
+    ) -> list[Effect]: ...
 
 
 class HookPlanner:
     """``plan(event, view)``: the effects of one hook, in the contract's order."""
 
-    def __init__(self, unit_services: Sequence[UnitService] = ()) -> None:
+    def __init__(self, unit_services: Sequence[UnitService] | None = None) -> None:
         self._peers = PeerSyncService()
-        self._unit_services = tuple(unit_services)
+        self._unit_services = (
+            (MetricsService(),) if unit_services is None else tuple(unit_services)
+        )
 
     def plan(self, event: HookEvent, view: HookView) -> list[Effect]:
         first: list[Effect] = []
@@ -90,11 +98,15 @@ class HookPlanner:
         if view.peer.is_leader:
             # The auth role's password first, then the clients' in order.
             secrets = SecretSupply(view.fresh_secrets)
-            steps = (BackendService(view, event, secrets), ClientService(view, event, secrets))
+            steps = (
+                BackendService(view, event, secrets),
+                ClientService(view, event, secrets),
+                StatsUserStep(view.metrics),
+            )
         routine = _ROUTINES.get(event.kind, _update_status)
         effects = [*first, *routine(self._peers, view.peer, steps, event)]
         for service in self._unit_services:
-            effects += service.plan(event, view)
+            effects += service.plan(event, view, tuple(effects))
         files = view.peer.workload
         has_config = files is not None and files.cfg is not None
         return with_processes_looked_after(_merged([*effects, *last]), view.processes, has_config)

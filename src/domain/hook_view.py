@@ -11,6 +11,7 @@ of effects. The view has one part per relation and per kind of input:
 - ``clients``: one ``ClientView`` per ``database`` relation;
 - ``memory``: what this unit remembers between hooks (``Memory``: what it already set up on
   the backend, and the client roles still to drop), never shared, never a credential;
+- ``metrics``: the exporters and the stats user's password (``observability.MetricsView``);
 - ``fresh_secrets``: random passwords the gatherer drew for this hook, used only where a new
   one is needed (the domain does no I/O, randomness included);
 - the problems met while gathering (an invalid charm config, unreadable peer data, a store
@@ -29,6 +30,7 @@ import attrs
 from domain.backend import BackendAccess, BackendCredentials, BackendEndpoints
 from domain.clients import ClientRequest
 from domain.errors import InvalidInput
+from domain.observability import MetricsView
 from domain.peer_data import UnitPeerData
 from domain.peer_sync import PeerView
 from domain.processes import ProcessState
@@ -184,6 +186,8 @@ class HookView:
     juju_has_secrets: bool = True
     # The unit's pgbouncer processes as the workload reports them (empty when unreachable).
     processes: tuple[ProcessState, ...] = ()
+    # Prometheus, the exporters and the stats user (``domain.metrics_service`` plans them).
+    metrics: MetricsView = MetricsView()
 
 
 class OutOfSecrets(InvalidInput):

@@ -27,22 +27,24 @@ and how many processes it runs) into the ``prometheus_scrape`` jobs: one target 
 of every unit, each labelled with the unit (``juju_unit``) and the process (``pgbouncer_process``),
 so every number on the dashboard and in the alerts can be told apart or summed.
 
-Nothing here does I/O; the Pebble layer and the relation adapters carry these values out.
+What one hook does about metrics is planned with everything else
+(``domain.metrics_service``: the leader's stats user in its files, and each unit's
+exporters). Nothing here does I/O; the Pebble layer and the relation adapters carry these
+values out.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import ClassVar
 
 import attrs
 
 from domain import peer_data
 from domain.auth_file import AuthEntry, SecretKind, parse_auth_file, render_auth_file
-from domain.effects import Effect, PublishCfg, Reload, StoreAuth, WriteAuth, WriteCfg
 from domain.errors import InvalidInput
-from domain.pgb_config import PGB_DIR, PgbConfig, per_process_dir, render_pgb_ini
+from domain.peer_data import content_digest
+from domain.pgb_config import PGB_DIR, PgbConfig, per_process_dir
 
 STATS_USER = "pgbouncer_stats"
 # The admin console pgbouncer serves on every listener.
@@ -246,100 +248,42 @@ STATS_PASSWORD_KEY = peer_data.STATS_PASSWORD_KEY
 PROCESSES_KEY = "pgbouncer_processes"
 
 
-class _MetricsEffect:
-    __slots__ = ()
-    # As domain.effects: a failure stops the list (nothing here is a best-effort clean-up).
-    best_effort: ClassVar[bool] = False
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-@attrs.frozen(repr=False)
-class GenerateStatsPassword(_MetricsEffect):
-    """Leader: generate the stats user's password and keep it in the peer secret store."""
-
-
-@attrs.frozen(repr=False)
-class WritePassfile(_MetricsEffect):
-    """Write the exporters' .pgpass file (0600, the workload user's) into the container."""
-
-    content: str = attrs.field(repr=False)
-
-
 @attrs.frozen
-class EnsureExporters(_MetricsEffect):
-    """Make the exporter services be exactly these, and running."""
+class ExporterState:
+    """An exporter service as Pebble runs it: whether it runs, whether it starts with the
+    container (``startup: enabled``)."""
 
-    specs: tuple[ExporterSpec, ...]
-
-
-@attrs.frozen
-class PublishProcesses(_MetricsEffect):
-    """Write this unit's process count in its peer databag (the leader's scrape jobs read it)."""
-
-    processes: int = attrs.field(validator=_positive)
+    index: int = attrs.field(validator=_index)
+    running: bool
+    enabled: bool
 
 
 @attrs.frozen
 class MetricsView:
-    """What one unit sees, after the hook's peer effects, that decides its metrics."""
+    """What one unit sees of its metrics in one hook (a part of ``hook_view.HookView``).
 
-    is_leader: bool
-    processes: int
-    stats_password: str | None = attrs.field(default=None, repr=False)
-    # The container's files now (None: not there, or the container cannot be reached).
-    cfg: PgbConfig | None = attrs.field(default=None, repr=False)
-    auth: str | None = attrs.field(default=None, repr=False)
-    passfile: str | None = attrs.field(default=None, repr=False)
-    backend_credentials: bool = False
-    published_processes: str | None = None
-
-
-MetricsEffect = GenerateStatsPassword | WritePassfile | EnsureExporters | PublishProcesses
-
-
-def plan_metrics(view: MetricsView) -> list[Effect | MetricsEffect]:
-    """The stats user and exporter work of one hook, in order.
-
-    The leader generates the stats password once. With a password and a pgbouncer config,
-    the leader puts the stats user in ``stats_users`` and in the auth file (when there is
-    one: it exists once the backend is ready, and followers get it through the store): the
-    files first, then one reload, then what it publishes. Every unit then writes the .pgpass
-    file and runs one exporter per process.
+    Read in the hook's one gathering, from what it reads anyway: the relations, the peer
+    secret store, the unit databag, the services Pebble reported for the processes, and the
+    unit's memory; nothing more is asked of Pebble.
     """
-    effects: list[Effect | MetricsEffect] = []
-    password = view.stats_password
-    if password is None and view.is_leader:
-        effects.append(GenerateStatsPassword())
-    if password is not None and view.cfg is not None:
-        if view.is_leader:
-            effects += _leader_files(view, password)
-        wanted_pgpass = pgpass_file(password)
-        if view.passfile != wanted_pgpass:
-            effects.append(WritePassfile(wanted_pgpass))
-        port = int(view.cfg.setting("listen_port") or DEFAULT_LISTEN_PORT)
-        effects.append(EnsureExporters(exporters(view.processes, port)))
-    if str(view.processes) != view.published_processes:
-        effects.append(PublishProcesses(view.processes))
-    return effects
+
+    # A Prometheus is related (``metrics-endpoint``): only then do the exporters run.
+    related: bool = False
+    # The stats user's password as the peer secret store holds it (None: not made yet).
+    stored_password: str | None = attrs.field(default=None, repr=False)
+    # Leader, related, and no stored password: one the gatherer drew (the domain does no
+    # I/O, randomness included); letters and digits, the shape ``check_stats_password`` wants.
+    fresh_password: str | None = attrs.field(default=None, repr=False)
+    # The exporter services in the plan (any index, so those beyond the count too).
+    exporters: tuple[ExporterState, ...] = ()
+    # What this unit's databag says of its process count.
+    published_processes: str | None = None
+    # The digest of the .pgpass file and specs the exporters were last set up with (memory).
+    set_up: str = ""
 
 
-def _leader_files(view: MetricsView, password: str) -> list[Effect | MetricsEffect]:
-    assert view.cfg is not None
-    files: list[Effect | MetricsEffect] = []
-    published: list[Effect | MetricsEffect] = []
-    wanted = with_stats_users(view.cfg)
-    if wanted != view.cfg:
-        text = render_pgb_ini(wanted)
-        files.append(WriteCfg(text))
-        published.append(PublishCfg(text))
-    if view.auth is not None and not has_stats_user(view.auth, password):
-        auth = with_stats_user(view.auth, password)
-        files.append(WriteAuth(auth))
-        if view.backend_credentials:
-            published.append(StoreAuth(auth))
-    if not files:
-        return []
-    # stats_users and the auth file are re-read on SIGHUP: no client is dropped.
-    return [*files, Reload(), *published]
+def exporters_digest(pgpass: str, specs: Iterable[ExporterSpec]) -> str:
+    """A one-way digest of what the exporters run with (the password only through sha256)."""
+    described = [pgpass, *(f"{s.service_name} {s.connection_string} {s.listen_address}"
+                           for s in specs)]  # fmt: skip
+    return content_digest("\n".join(described))

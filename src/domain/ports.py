@@ -8,6 +8,7 @@ them.
 
 from typing import Protocol
 
+from domain.observability import ExporterState
 from domain.processes import ProcessState
 
 
@@ -67,6 +68,11 @@ class WorkloadPort(Protocol):
 
     def start_stopped(self) -> None:
         """Start the pgbouncer processes that are not running; leave the running ones be."""
+        ...
+
+    def exporter_states(self) -> tuple[ExporterState, ...]:
+        """The metrics exporter services (``domain.observability``); none where the workload
+        runs no exporter."""
         ...
 
 

@@ -333,7 +333,7 @@ def test_backend_service(event: HookEvent, hook_view: HookView, expected: list[E
 class _CertificateFiles:
     """A stand-in for a service every unit runs (its own files): asks for a reload."""
 
-    def plan(self, event: HookEvent, view: HookView) -> list[Effect]:
+    def plan(self, event: HookEvent, view: HookView, planned: object) -> list[Effect]:
         return [Reload(), waiting("certificate requested"), Defer("certificate requested")]
 
 

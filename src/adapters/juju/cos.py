@@ -2,7 +2,7 @@
 
 - ``metrics-endpoint``: ``MetricsEndpointProvider`` with the jobs ``scrape_jobs`` builds from
   every unit's hostname and process count (the leader publishes them), plus the alert rules
-  in ``src/prometheus_alert_rules``; when the last Prometheus leaves, the exporters stop;
+  in ``src/prometheus_alert_rules``;
 - ``grafana-dashboard``: ``GrafanaDashboardProvider`` with ``src/grafana_dashboards``;
 - ``logging``: ``LogForwarder``, which points Pebble's log forwarding (every service:
   pgbouncer processes and exporters) at Loki (Juju 3.4 or later), with the Loki rules in
@@ -11,7 +11,9 @@
 The libraries are imported only by a unit that has the matching relation (or in that
 relation's own hooks): they and ``cosl`` cost about as much to import as ops itself
 (``bench/cos_imports.py``), and a unit not related to COS should not pay it on every hook.
-The exporters themselves are planned by ``domain.observability.plan_metrics`` in each hook.
+The exporters themselves are planned with everything else in each hook
+(``domain.metrics_service``): they run while a Prometheus is related, and stop when the last
+one leaves.
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ import ops
 
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.peer_relation import PEER_RELATION
-from adapters.pebble.exporters import PebbleExporters
 from domain.errors import InvalidInput
 from domain.observability import PROCESSES_KEY, UnitTargets, scrape_jobs
-from domain.ports import WorkloadUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,6 @@ class CosRelations(ops.Object):
             from charms.prometheus_k8s.v0.prometheus_scrape import MetricsEndpointProvider
 
             peers = charm.on[PEER_RELATION]
-            self.framework.observe(
-                charm.on[METRICS_RELATION].relation_broken, self._on_metrics_broken
-            )
             self.metrics = MetricsEndpointProvider(
                 charm,
                 relation_name=METRICS_RELATION,
@@ -87,18 +84,6 @@ class CosRelations(ops.Object):
             self.framework.observe(
                 charm.on[LOGGING_RELATION].relation_broken, self._on_logging_broken
             )
-
-    def _on_metrics_broken(self, _event: ops.RelationBrokenEvent) -> None:
-        """The last Prometheus left: stop the exporters (and keep them from starting again)."""
-        if any(self._charm.model.relations[METRICS_RELATION]):
-            return
-        container = self._charm.unit.get_container(CONTAINER)
-        if not container.can_connect():
-            return
-        try:
-            PebbleExporters(container).retire()
-        except WorkloadUnavailable as err:
-            logger.warning("metrics: %s", err)
 
     def _on_logging_broken(self, _event: ops.RelationBrokenEvent) -> None:
         """Stop forwarding once no Loki is left.

@@ -1,7 +1,8 @@
 """This unit's memory between hooks: Juju's StoredState, read as ``hook_view.Memory``.
 
 It holds one-way digests of what the leader set up on the backend (so a repeat skips the
-backend) and the ids of client relations whose role is still to be dropped. Never a
+backend) and of what this unit's exporters run with (so a quiet hook asks Pebble nothing
+more), and the ids of client relations whose role is still to be dropped. Never a
 credential, never shared: a new leader, or lost state, just runs the idempotent setup again.
 """
 
@@ -15,7 +16,9 @@ class UnitMemory:
 
     def __init__(self, stored: Any):
         self._stored = stored
-        stored.set_default(backend_digest="", served={}, roles_to_drop=[], refused={})
+        stored.set_default(
+            backend_digest="", served={}, roles_to_drop=[], refused={}, exporters_digest=""
+        )
 
     def read(self) -> Memory:
         served = tuple(
@@ -43,6 +46,13 @@ class UnitMemory:
             roles_to_drop=tuple(int(rid) for rid in self._stored.roles_to_drop),
             refused=refused,
         )
+
+    def exporters_digest(self) -> str:
+        """What the exporters were last set up with (``RememberExporters``)."""
+        return str(self._stored.exporters_digest)
+
+    def remember_exporters(self, digest: str) -> None:
+        self._stored.exporters_digest = digest
 
     def remember_backend(self, digest: str) -> None:
         self._stored.backend_digest = digest

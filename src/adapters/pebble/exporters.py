@@ -83,22 +83,16 @@ class PebbleExporters:
         except _PEBBLE_ERRORS as err:
             raise _unavailable(f"write {PASSFILE_PATH}", err) from None
 
-    def retire(self) -> None:
-        """Stop every exporter service and mark it disabled (a layer cannot delete one)."""
+    def retire(self, running: Iterable[int], enabled: Iterable[int]) -> None:
+        """Stop the ``running`` exporters and mark the ``enabled`` ones disabled (a layer
+        cannot delete a service); the domain read which are which from the services."""
+        stop = [f"{EXPORTER_SERVICE_PREFIX}{index}" for index in running]
+        disable = [f"{EXPORTER_SERVICE_PREFIX}{index}" for index in enabled]
         try:
-            names = [
-                name for name in self._container.get_plan().services
-                if name.startswith(EXPORTER_SERVICE_PREFIX)
-            ]  # fmt: skip
-            if not names:
-                return
-            running = [
-                name for name, info in self._container.get_services(*names).items()
-                if info.is_running()
-            ]  # fmt: skip
-            if running:
-                self._container.stop(*running)
-            self._container.add_layer(LAYER_LABEL, _retired(names), combine=True)  # type: ignore[arg-type]
+            if stop:
+                self._container.stop(*stop)
+            if disable:
+                self._container.add_layer(LAYER_LABEL, _retired(disable), combine=True)  # type: ignore[arg-type]
         except _PEBBLE_ERRORS as err:
             raise _unavailable("stop the exporters", err) from None
 

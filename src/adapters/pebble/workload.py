@@ -28,6 +28,7 @@ Nothing but ``WorkloadUnavailable`` escapes.
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import ops
@@ -43,6 +44,7 @@ from adapters.pebble.layer import (
     service_name,
 )
 from domain.errors import InvalidInput
+from domain.observability import EXPORTER_SERVICE_PREFIX, ExporterState
 from domain.pgb_config import (
     AUTH_PATH,
     CFG_PATH,
@@ -98,6 +100,8 @@ class PebbleWorkload:
         self._processes = processes
         # The main config this hook read or wrote: the layer's checks need its port.
         self._cfg_text: str | None = None
+        # The plan's services as gathering read them (``_services_now``).
+        self._services: Mapping[str, pebble.ServiceInfo] | None = None
 
     def is_reachable(self) -> bool:
         return self._container.can_connect()
@@ -263,11 +267,18 @@ class PebbleWorkload:
 
     # -- processes -----------------------------------------------------------------------
 
+    def _services_now(self) -> Mapping[str, pebble.ServiceInfo]:
+        """Every service of the plan, asked once per hook: the processes and the exporters
+        are read from the same answer (the effects that start or stop them ask again)."""
+        if self._services is None:
+            self._services = self._container.get_services()
+        return self._services
+
     def process_states(self) -> tuple[ProcessState, ...]:
         """Each process's state: its service's status and its check's (``domain.processes``)."""
         names = [service_name(i) for i in range(self._processes)]
         try:
-            services = self._container.get_services(*names)
+            services = self._services_now()
             checks = self._container.get_checks(*[check_name(i) for i in range(self._processes)])
         except _PEBBLE_ERRORS as err:
             raise _unavailable("read the pgbouncer services", err) from None
@@ -287,6 +298,21 @@ class PebbleWorkload:
             else:
                 states.append(ProcessState(index, ProcessCondition.SERVING))
         return tuple(states)
+
+    def exporter_states(self) -> tuple[ExporterState, ...]:
+        """The exporter services in the plan (``domain.observability``), from the answer the
+        processes were read from."""
+        try:
+            services = self._services_now()
+        except _PEBBLE_ERRORS as err:
+            raise _unavailable("read the exporter services", err) from None
+        states = []
+        for name, info in services.items():
+            index = name.removeprefix(EXPORTER_SERVICE_PREFIX)
+            if name.startswith(EXPORTER_SERVICE_PREFIX) and index.isascii() and index.isdigit():
+                enabled = info.startup == pebble.ServiceStartup.ENABLED
+                states.append(ExporterState(int(index), info.is_running(), enabled))
+        return tuple(sorted(states, key=lambda state: state.index))
 
     def reload(self) -> None:
         """SIGHUP the running processes, start the others; restart none."""
