@@ -235,7 +235,9 @@ ROWS = [
     ),
     pytest.param(
         UPDATE,
-        view(FOLLOWER, peer=attrs.evolve(FOLLOWER.peer, workload=None)),
+        # Gathering cannot read the services either.
+        view(FOLLOWER, peer=attrs.evolve(FOLLOWER.peer, workload=None), metrics=metrics(
+            exporters=())),
         [waiting(NOT_REACHABLE), Defer(NOT_REACHABLE)],
         id="container unreachable: no exporter work",
     ),
@@ -274,9 +276,13 @@ ROWS = [
     ),
     pytest.param(
         UPDATE,
-        view(LEADER, metrics=MetricsView(related=False, stored_password=PW)),
+        view(
+            LEADER,
+            peer=leader(CFG_AUTH, AUTH_LINE),
+            metrics=MetricsView(related=False, stored_password=PW),
+        ),
         [],
-        id="leader, no Prometheus: files left as they are",
+        id="leader, no Prometheus: no stats user added, files left as they are",
     ),
 ]  # fmt: skip
 
