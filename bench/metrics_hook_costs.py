@@ -6,6 +6,9 @@ one more update-status; every public method of ops' testing Pebble client is cou
 ``bench/hook_costs.py``. Printed: the leader and a follower, each without and with a
 ``metrics-endpoint`` relation, and the difference metrics make.
 
+A second table gives each hook from the first one on (the first sets up the stats user
+and the exporters), with its calls to ``send_signal`` (each one reload of pgbouncer).
+
 Usage: ``.venv/bin/python bench/metrics_hook_costs.py``
 """
 
@@ -96,26 +99,34 @@ def _state(folder: pathlib.Path, leader: bool, metrics: bool):
     )
 
 
-def quiet_hook_calls(leader: bool, metrics: bool) -> dict[str, int]:
-    """Pebble calls of one update-status after ``SETTLING_HOOKS`` have settled the unit."""
+def hook_calls(
+    leader: bool, metrics: bool, hooks: int = SETTLING_HOOKS + 1
+) -> list[dict[str, int]]:
+    """Pebble calls of each of ``hooks`` update-status hooks on a unit, from its first hook
+    with the given relations on; the last one is the quiet hook."""
     from charm import PgBouncerK8sCharm
     from tests.unit.charm_harness import PROCESSES, context
 
     PgBouncerK8sCharm.processes = PROCESSES
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp) / "pgbouncer"
         folder.mkdir()
         state = _state(folder, leader, metrics)
-        ctx = context()
         if not leader:
             # The follower's store needs the stats password the leader would have made.
             state = _with_stats_password(state)
-        first = ctx.run(ctx.on.update_status(), state)
-        for _ in range(SETTLING_HOOKS - 1):
-            first = context().run(ctx.on.update_status(), first)
-        second_ctx = context()
-        counts = _count_pebble_calls(lambda: second_ctx.run(second_ctx.on.update_status(), first))
-    return dict(counts)
+        for _ in range(hooks):
+            ctx = context()
+            out = []
+            counts = _count_pebble_calls(
+                lambda ctx=ctx, state=state, out=out: out.append(
+                    ctx.run(ctx.on.update_status(), state)
+                )
+            )
+            state = out[0]
+            results.append(dict(counts))
+    return results
 
 
 def _with_stats_password(state):
@@ -132,15 +143,26 @@ def _with_stats_password(state):
 def main() -> None:
     print("| unit | Prometheus related | Pebble calls, quiet update-status | calls |")
     print("|---|---|---|---|")
+    first_hooks = []
     for leader in (True, False):
+        role = "leader" if leader else "follower"
         totals = []
         for metrics in (False, True):
-            counts = quiet_hook_calls(leader, metrics)
+            per_hook = hook_calls(leader, metrics)
+            counts = per_hook[-1]
             totals.append(sum(counts.values()))
             detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
-            role = "leader" if leader else "follower"
             print(f"| {role} | {'yes' if metrics else 'no'} | {totals[-1]} | {detail} |")
+            if metrics:
+                first_hooks.append((role, per_hook))
         print(f"| {role} | extra for metrics | {totals[1] - totals[0]} | |")
+    print()
+    print("| unit, Prometheus related | hook | Pebble calls | SIGHUPs (send_signal) |")
+    print("|---|---|---|---|")
+    for role, per_hook in first_hooks:
+        for number, counts in enumerate(per_hook, 1):
+            signals = counts.get("send_signal", 0)
+            print(f"| {role} | {number} | {sum(counts.values())} | {signals} |")
 
 
 if __name__ == "__main__":
