@@ -253,7 +253,9 @@ def _metrics(adapters: Adapters, store: Mapping[str, str], reachable: bool) -> M
     """The metrics part of the view, from what this gathering read anyway: the relations,
     the store, this unit's databag, the services read with the processes, the memory."""
     model, relation = adapters.model, adapters.peers.relation
-    related = metrics_related(model)
+    # The exporters wait for the peer relation: their password lives in its store, and the
+    # unit's process count in its databag.
+    related = relation is not None and metrics_related(model)
     stored = store.get(STATS_PASSWORD_KEY)
     fresh = None
     if related and stored is None and model.unit.is_leader():

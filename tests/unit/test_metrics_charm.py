@@ -178,3 +178,19 @@ def test_a_quiet_update_status_with_prometheus_related_asks_pebble_nothing_more(
     }
     assert pebble_world.journal == []
     assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+
+
+def test_before_the_peer_relation_prometheus_waits_with_the_rest(folder, pebble_world):
+    (folder / "pgbouncer.ini").write_text(CFG_STATS)
+    state = testing.State(
+        leader=True, model=MODEL, containers={container(folder)}, relations={metrics()}
+    )
+    ctx = context()
+    out = ctx.run(ctx.on.update_status(), state)
+
+    # The peer routine's own reason, not a metrics one: nothing of the metrics was tried.
+    assert out.unit_status == testing.WaitingStatus(
+        "PublishCfg failed: the pgb-peers relation does not exist yet"
+    )
+    assert pebble_world.journal == []
+    assert read_file(folder, "exporter.pgpass") is None
