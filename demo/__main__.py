@@ -25,7 +25,13 @@ What it does, with a progress line for each step:
    charm option sets ``admin_users``: that one setting is a stand-in, written into the
    leader's pgbouncer.ini through its workload (the charm's auth user, whose password the
    charm put in the auth file), and the charm publishes it to the followers;
-8. stops everything, on success, failure or Ctrl-C.
+8. relates the units to a certificate authority (``relate_certificates``: the provider side
+   played with the TLS library's own helpers): each unit requests its own certificate, puts
+   it in place and serves TLS after a reload; ``psql`` with ``sslmode=verify-full`` and the
+   CA connects through every process of every unit by the unit's own hostname (each unit
+   listens on its own loopback address, as each pod has its own IP; ``hostaddr`` maps the
+   name to it), and the client relation now says ``tls`` True with the CA;
+9. stops everything, on success, failure or Ctrl-C.
 
 Exit status: 0 when every step worked, 1 on a failure, 2 when a program is missing or the
 demo cannot run here, 130 on Ctrl-C.
@@ -35,6 +41,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from types import FrameType
@@ -57,6 +64,7 @@ from localenv.juju_model import (
 from localenv.local_workload import find_pgbouncer
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
+from localenv.tls_provider import CertificateAuthority
 
 INSTALL = "sudo apt-get install pgbouncer postgresql"
 PROCESSES = 2
@@ -347,6 +355,86 @@ def run(pg: PostgresCluster, model: MultiUnitModel) -> None:
         dbname=client["database"],
     )
     say(f"    {CLIENT_APP} still connects in transaction mode (as {answer})")
+    run_tls(model, relation_id)
+
+
+def tls_logins(model: MultiUnitModel, n: int) -> list[int]:
+    """TLS logins each process of unit ``n`` logged (pgbouncer logs version and cipher)."""
+    counts = []
+    for index in range(PROCESSES):
+        log = os.path.join(model.local_workload(n).instance_dir(index), "pgbouncer.log")
+        with open(log, encoding="utf-8", errors="replace") as file:
+            counts.append(sum("login attempt" in line and "tls=TLS" in line for line in file))
+    return counts
+
+
+def verify_full(model: MultiUnitModel, n: int, client: dict[str, str], ca_path: str) -> str:
+    """psql with sslmode=verify-full to unit ``n`` by its hostname: its \\conninfo line."""
+    conninfo = " ".join(
+        f"{key}='{value}'"
+        for key, value in {
+            "host": model.hostname(n),
+            "hostaddr": model.unit_address(n),
+            "port": str(model.config["listen_port"]),
+            "user": client["username"],
+            "password": client["password"],
+            "dbname": client["database"],
+            "sslmode": "verify-full",
+            "sslrootcert": ca_path,
+        }.items()
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    result = subprocess.run(
+        [pg_program("psql"), "--no-psqlrc", "-At", "-c", "\\conninfo", conninfo],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoFailed(f"verify-full to {model.unit_name(n)} failed: {result.stderr.strip()}")
+    ssl = [line for line in result.stdout.splitlines() if line.startswith("SSL connection")]
+    if not ssl:
+        raise DemoFailed(f"{model.unit_name(n)}: psql connected without TLS")
+    return ssl[0]
+
+
+def run_tls(model: MultiUnitModel, relation_id: int) -> None:
+    say("juju integrate self-signed-certificates pgbouncer-k8s:certificates")
+    ca = CertificateAuthority("demo CA")
+    ca_path = os.path.join(model.base_dir, "demo-ca.pem")
+    with open(ca_path, "w", encoding="ascii") as file:
+        file.write(ca.pem)
+    before_pids = {n: model.local_workload(n).pids() for n in model.units}
+    model.relate_certificates(ca)
+    settle(model, 5)
+    say(f"    units: {units_status(model)}")
+    answer = model.relation_data(relation_id)
+    ca_told = answer.get("tls-ca", "").strip() == ca.pem.strip()
+    say(f"    {CLIENT_APP} is told tls={answer.get('tls')}, tls-ca = the demo CA: {ca_told}")
+    if answer.get("tls") != "True" or not ca_told:
+        raise DemoFailed("the client relation does not say tls True with the CA")
+    client = model.client_credentials(relation_id)
+    say("psql sslmode=verify-full sslrootcert=<the CA> through every process of every unit,")
+    say("    by the unit's hostname (hostaddr maps it to the unit's own loopback address)")
+    for n in model.units:
+        line = ""
+        for _ in range(60):
+            line = verify_full(model, n, client, ca_path)
+            if all(tls_logins(model, n)):
+                break
+        counts = tls_logins(model, n)
+        if not all(counts):
+            raise DemoFailed(f"{model.unit_name(n)}: a process served no TLS login")
+        same = model.local_workload(n).pids() == before_pids[n]
+        say(
+            f"    {model.unit_name(n)} as {model.hostname(n)}: {line}; TLS logins per "
+            f"process {counts}; pids {'unchanged' if same else 'CHANGED'}"
+        )
+        if not same:
+            raise DemoFailed(f"{model.unit_name(n)} restarted to turn TLS on")
+    say("    TLS verified through every unit")
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
@@ -371,6 +459,7 @@ def main() -> int:
             real=True,
             processes=PROCESSES,
             backend=False,
+            unit_addresses=True,
             config={"listen_port": free_port()},
         )
         run(pg, model)

@@ -21,6 +21,7 @@ from domain.observability import ExporterState
 from domain.pgb_config import parse_pgb_ini
 from domain.ports import WorkloadUnavailable
 from domain.processes import ProcessCondition, ProcessState
+from domain.tls import NOTHING_IN_PLACE, ClientTlsFiles, TlsInPlace, asked_by, effective_config
 
 
 class FakeWorkload:
@@ -31,6 +32,10 @@ class FakeWorkload:
         self.processes = processes
         self.cfg: str | None = None
         self.auth: str | None = None
+        # TLS: the files, and what the per-process copies serve (domain.tls).
+        self.client_tls: ClientTlsFiles | None = None
+        self.backend_ca: str | None = None
+        self.served = TlsInPlace()
         self.running = False
         self.loaded: tuple[str | None, str | None] | None = None
         self.cfg_writes = 0
@@ -64,11 +69,50 @@ class FakeWorkload:
         self._check()
         return self.auth
 
-    def write_cfg(self, content: str) -> None:
+    def write_cfg(self, content: str, tls: TlsInPlace = NOTHING_IN_PLACE) -> None:
         self._check()
-        parse_pgb_ini(content)
+        effective = effective_config(parse_pgb_ini(content), tls)
+        served = asked_by(effective)
+        # What a real pgbouncer would refuse: a copy naming a TLS file that is not there.
+        if (served.client and self.client_tls is None) or (
+            served.backend_ca and self.backend_ca is None
+        ):
+            raise AssertionError(f"{self.name}: a config copy names a TLS file that is missing")
         self.cfg = content
+        self.served = served
         self.cfg_writes += 1
+
+    def read_served_tls(self) -> TlsInPlace:
+        self._check()
+        return self.served if self.cfg is not None else TlsInPlace()
+
+    def read_client_tls(self) -> ClientTlsFiles | None:
+        self._check()
+        return self.client_tls
+
+    def write_client_tls(self, files: ClientTlsFiles) -> None:
+        self._check()
+        self.client_tls = files
+
+    def remove_client_tls(self) -> None:
+        self._check()
+        if self.served.client:
+            raise AssertionError(f"{self.name}: removing TLS files the config copies name")
+        self.client_tls = None
+
+    def read_backend_ca(self) -> str | None:
+        self._check()
+        return self.backend_ca
+
+    def write_backend_ca(self, ca: str) -> None:
+        self._check()
+        self.backend_ca = ca
+
+    def remove_backend_ca(self) -> None:
+        self._check()
+        if self.served.backend_ca:
+            raise AssertionError(f"{self.name}: removing the CA file the config copies name")
+        self.backend_ca = None
 
     def write_auth(self, content: str) -> None:
         self._check()
@@ -132,6 +176,9 @@ class FakeWorkload:
         self.stop()
         self.cfg = None
         self.auth = None
+        self.client_tls = None
+        self.backend_ca = None
+        self.served = TlsInPlace()
 
     def counters(self) -> dict[str, int]:
         return {

@@ -115,6 +115,7 @@ from localenv.fake_workload import FakeWorkload
 from localenv.local_workload import LocalWorkload
 from localenv.postgres_cluster import PostgresCluster
 from localenv.revision_runner import RevisionError, RevisionRunner
+from localenv.tls_provider import CertificateAuthority, requested_csrs
 
 APP = "pgbouncer-k8s"
 PEER = "pgb-peers"
@@ -168,8 +169,11 @@ _PER_REMOTE = frozenset({JOINED, CHANGED, DEPARTED})
 _ONCE_PER_UNIT = frozenset(
     {CONFIG_CHANGED, UPDATE_STATUS, PEBBLE_READY, LEADER_ELECTED, UPGRADE_CHARM}
 )
-_RELATION_KINDS = frozenset({CREATED, JOINED, CHANGED, DEPARTED})
+BROKEN = "relation_broken"
+_RELATION_KINDS = frozenset({CREATED, JOINED, CHANGED, DEPARTED, BROKEN})
 CLIENT = "database"
+CERTIFICATES = "certificates"
+CERTIFICATES_APP = "self-signed-certificates"
 CLIENT_SECRET_FIELDS = '["username", "password", "uris"]'
 
 
@@ -301,6 +305,8 @@ class _RemoteRelation:
     remote_app_data: dict[str, str]
     local_app_data: dict[str, str] = dataclasses.field(default_factory=dict)
     local_unit_data: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
+    # Units whose relation-broken has run: the relation is gone for them.
+    broken: set[int] = dataclasses.field(default_factory=set)
 
 
 def _secret_key(secret_id: str) -> str:
@@ -331,8 +337,12 @@ class MultiUnitModel:
         juju_version: str = "3.6.0",
         base_dir: str | None = None,
         start_timeout: float = 10.0,
+        unit_addresses: bool = False,
     ) -> None:
         self.real = real
+        # Each unit listens on its own loopback address (as each pod has its own IP), so a
+        # client can reach one given unit: unit_address(n).
+        self.unit_addresses = unit_addresses
         self.processes = processes
         self.juju_version = juju_version
         self.has_secrets = ops.JujuVersion(juju_version).has_secrets
@@ -371,6 +381,12 @@ class MultiUnitModel:
         self._relations: dict[int, _RemoteRelation] = {}
         self._next_relation_id = BACKEND_RELATION_ID + 1
         self._foreign_secrets: dict[str, testing.Secret] = {}
+        # Secrets a unit owns (the TLS library keeps the unit's private key in one): only
+        # that unit ever sees them.
+        self._unit_secrets: dict[int, list[testing.Secret]] = collections.defaultdict(list)
+        self._ca: CertificateAuthority | None = None
+        # Units whose certificate requests the provider leaves unanswered for now.
+        self.withheld: set[int] = set()
         self._last_out: dict[int, testing.State] = {}
         # Units running another revision of the charm, in its own process.
         self._runners: dict[int, RevisionRunner] = {}
@@ -407,6 +423,15 @@ class MultiUnitModel:
     @staticmethod
     def unit_name(n: int) -> str:
         return f"{APP}/{n}"
+
+    @staticmethod
+    def unit_address(n: int) -> str:
+        """Unit ``n``'s own loopback address (with ``unit_addresses``)."""
+        return f"127.0.{1 + n // 200}.{2 + n % 200}"
+
+    def unit_secrets(self, n: int) -> list[testing.Secret]:
+        """The secrets unit ``n`` owns, as its last hook left them."""
+        return list(self._unit_secrets[n])
 
     @staticmethod
     def hostname(n: int) -> str:
@@ -731,7 +756,12 @@ class MultiUnitModel:
     # --- real relations with other applications ----------------------------------------------
 
     def relate_backend(
-        self, cluster: PostgresCluster, *, database: str = APP, version: str | None = None
+        self,
+        cluster: PostgresCluster,
+        *,
+        database: str = APP,
+        version: str | None = None,
+        tls_ca: str | None = None,
     ) -> int:
         """``juju integrate`` with a PostgreSQL charm in front of ``cluster``: the real
         ``backend-database`` relation, its handlers run for real.
@@ -770,6 +800,16 @@ class MultiUnitModel:
             data["secret-user"] = secret.id
         else:
             data.update(credentials)
+        if tls_ca is not None:
+            # What postgresql-k8s sends with TLS on: in the secret-tls secret (the charm asks
+            # for tls and tls-ca as secrets), or plain fields without Juju secrets.
+            tls = {"tls": "True", "tls-ca": tls_ca}
+            if self.has_secrets:
+                tls_secret = testing.Secret(tracked_content=tls, latest_content=tls)
+                self._foreign_secrets[tls_secret.id] = tls_secret
+                data["secret-tls"] = tls_secret.id
+            else:
+                data.update(tls)
         relation = _RemoteRelation(BACKEND_RELATION_ID, BACKEND, BACKEND_APP, data)
         self._add_relation(relation)
         return relation.id
@@ -796,6 +836,66 @@ class MultiUnitModel:
         self._next_relation_id += 1
         self._add_relation(relation)
         return relation.id
+
+    def relate_certificates(self, ca: CertificateAuthority) -> int:
+        """``juju integrate`` with a ``self-signed-certificates`` charm run by ``ca``: each
+        unit's request is answered (signed) right after the hook that made it, and every unit
+        then gets relation-changed, as the provider's databag changed. Returns the id."""
+        if any(rel.endpoint == CERTIFICATES for rel in self._relations.values()):
+            raise RuntimeError("the certificates relation exists already")
+        self._ca = ca
+        relation = _RemoteRelation(self._next_relation_id, CERTIFICATES, CERTIFICATES_APP, {})
+        self._next_relation_id += 1
+        self._add_relation(relation)
+        return relation.id
+
+    def rotate_certificates(self) -> None:
+        """The provider issues every unit a new certificate (a new serial) for its request;
+        relation-changed is queued on every unit."""
+        relation = self._certificates_relation()
+        if relation is None or self._ca is None:
+            raise RuntimeError("no certificates relation")
+        csrs = [csr for data in relation.local_unit_data.values() for csr in requested_csrs(data)]
+        relation.remote_app_data = self._ca.provider_data(csrs, reissue=True)
+        for n in self._live:
+            if n not in relation.broken:
+                self._enqueue(Pending(n, CHANGED, 0, relation=relation.id))
+
+    def release_certificates(self) -> None:
+        """The provider answers the requests it withheld (``withheld``); relation-changed
+        follows on every unit."""
+        self.withheld.clear()
+        if self._live:
+            self._answer_certificate_requests(self._live[0])
+
+    def unrelate(self, relation_id: int) -> None:
+        """``juju remove-relation``: relation-broken is queued on every unit."""
+        self._relation(relation_id)  # it exists
+        self._queue = [ev for ev in self._queue if ev.relation != relation_id]
+        for n in self._live:
+            self._enqueue(Pending(n, BROKEN, relation=relation_id))
+
+    def _certificates_relation(self) -> _RemoteRelation | None:
+        for rel in self._relations.values():
+            if rel.endpoint == CERTIFICATES and not rel.broken:
+                return rel
+        return None
+
+    def _answer_certificate_requests(self, n: int) -> None:
+        relation = self._certificates_relation()
+        if relation is None or self._ca is None:
+            return
+        csrs = [
+            csr
+            for m, data in relation.local_unit_data.items()
+            if m not in self.withheld
+            for csr in requested_csrs(data)
+        ]
+        answer = self._ca.provider_data(csrs)
+        if answer != relation.remote_app_data:
+            relation.remote_app_data = answer
+            for m in self._live:
+                self._enqueue(Pending(m, CHANGED, 0, relation=relation.id))
 
     def relation_data(self, relation_id: int) -> dict[str, str]:
         """What this application wrote in a relation's application databag (the leader)."""
@@ -1006,6 +1106,7 @@ class MultiUnitModel:
             os.path.join(self.base_dir, f"unit-{n}"),
             processes=self.processes,
             start_timeout=self._start_timeout,
+            listen_addr=self.unit_address(n) if self.unit_addresses else None,
         )
 
     def _retire(self, n: int, workload: WorkloadPort) -> None:
@@ -1078,6 +1179,8 @@ class MultiUnitModel:
                 )
             )
         for rel in self._relations.values():
+            if n in rel.broken:
+                continue
             relations.append(
                 testing.Relation(
                     rel.endpoint,
@@ -1102,6 +1205,7 @@ class MultiUnitModel:
             for sid, rec in self._secrets.items()
         ]
         secrets.extend(self._foreign_secrets.values())
+        secrets.extend(self._unit_secrets[n])
         state = testing.State(
             leader=self._leader == n,
             model=MODEL,
@@ -1128,6 +1232,8 @@ class MultiUnitModel:
                 return ctx.on.relation_joined(relation, remote_unit=remote)
             if kind == CHANGED:
                 return ctx.on.relation_changed(relation, remote_unit=remote)
+            if kind == BROKEN:
+                return ctx.on.relation_broken(relation)
             raise ValueError(f"unsupported event {kind!r} on relation {event.relation}")
         if kind == CREATED:
             return ctx.on.relation_created(peer)
@@ -1237,6 +1343,12 @@ class MultiUnitModel:
                 if m != n and n in self._known[m]:
                     self._enqueue(Pending(m, CHANGED, n))
         for rel in self._relations.values():
+            if n in rel.broken:
+                continue
+            if event.kind == BROKEN and event.relation == rel.id:
+                rel.broken.add(n)
+                rel.local_unit_data.pop(n, None)
+                continue
             out_rel = out.get_relation(rel.id)
             app = dict(out_rel.local_app_data)
             if app != rel.local_app_data:
@@ -1248,9 +1360,13 @@ class MultiUnitModel:
                 rel.local_app_data = app  # the remote application's business: no hook here
             rel.local_unit_data[n] = dict(out_rel.local_unit_data)
         self._last_out[n] = out
+        self._answer_certificate_requests(n)
+        self._unit_secrets[n] = [secret for secret in out.secrets if secret.owner == "unit"]
         for secret in out.secrets:
             if secret.id in self._foreign_secrets:
                 continue  # the remote application's secret: its content is the owner's
+            if secret.owner == "unit":
+                continue
             latest = dict(secret.latest_content)
             record = self._secrets.get(secret.id)
             if record is None or record.latest != latest:

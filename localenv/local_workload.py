@@ -60,6 +60,10 @@ from types import TracebackType
 from adapters.pebble.workload import FOLDER_MODE  # the same folder mode in both adapters
 from domain.observability import ExporterState
 from domain.pgb_config import (
+    BACKEND_TLS_CA_PATH,
+    CLIENT_TLS_CA_PATH,
+    CLIENT_TLS_CERT_PATH,
+    CLIENT_TLS_KEY_PATH,
     parse_pgb_ini,
     per_process_config,
     per_process_dir,
@@ -67,6 +71,14 @@ from domain.pgb_config import (
 )
 from domain.ports import WorkloadUnavailable
 from domain.processes import ProcessCondition, ProcessState
+from domain.tls import (
+    NOTHING_IN_PLACE,
+    ClientTlsFiles,
+    InvalidTlsMaterial,
+    TlsInPlace,
+    effective_config,
+    served_by,
+)
 
 CFG_NAME = "pgbouncer.ini"
 AUTH_NAME = "userlist.txt"
@@ -114,6 +126,7 @@ class LocalWorkload:
         pgbouncer_bin: str | None = None,
         start_timeout: float = 10.0,
         stop_timeout: float = 10.0,
+        listen_addr: str | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be at least 1, not {processes}")
@@ -122,6 +135,9 @@ class LocalWorkload:
         self.owner = owner
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        # This "pod's" own address: the copies listen there instead of the config's
+        # listen_addr, so several local units can share a port and still be told apart.
+        self.listen_addr = listen_addr
         self.signals_sent = 0
         self.starts = 0
         self._bin = pgbouncer_bin or find_pgbouncer()
@@ -170,15 +186,21 @@ class LocalWorkload:
         self._check_reachable()
         return _read(self.auth_path)
 
-    def write_cfg(self, content: str) -> None:
+    def write_cfg(self, content: str, tls: TlsInPlace = NOTHING_IN_PLACE) -> None:
         """Write every per-process copy, then pgbouncer.ini (what the unit compares against,
         so it must not claim a version the copies do not have); InvalidPgbConfig writes
-        nothing, and a folder that cannot be written raises ``WorkloadUnavailable``."""
+        nothing, and a folder that cannot be written raises ``WorkloadUnavailable``.
+
+        The copies keep the TLS settings ``tls`` says are in place, with the TLS paths moved
+        into ``base_dir`` as the other per-process paths are.
+        """
         self._check_reachable()
-        cfg = parse_pgb_ini(content)
+        cfg = effective_config(parse_pgb_ini(content), tls, self.base_dir)
         if self._ids is None:
             # Not root: pgbouncer cannot switch users, so its copies name the current one.
             cfg = cfg.with_settings({"user": pwd.getpwuid(os.getuid()).pw_name})
+        if self.listen_addr is not None and cfg.setting("listen_addr") is not None:
+            cfg = cfg.with_settings({"listen_addr": self.listen_addr})
         copies = [
             render_pgb_ini(per_process_config(cfg, instance.index, self.base_dir))
             for instance in self._instances
@@ -199,6 +221,61 @@ class LocalWorkload:
         self._check_reachable()
         with _io_errors("remove the auth file"), contextlib.suppress(FileNotFoundError):
             os.unlink(self.auth_path)
+
+    # -- TLS files (domain.tls) --------------------------------------------------------------
+
+    def tls_path(self, container_path: str) -> str:
+        """Where one of the charm's TLS files (a container path) is on this machine."""
+        return os.path.join(self.base_dir, os.path.basename(container_path))
+
+    def read_served_tls(self) -> TlsInPlace:
+        self._check_reachable()
+        return served_by(_read(self._instances[0].cfg_path))
+
+    def read_client_tls(self) -> ClientTlsFiles | None:
+        self._check_reachable()
+        key, cert, ca = (
+            _read(self.tls_path(path))
+            for path in (CLIENT_TLS_KEY_PATH, CLIENT_TLS_CERT_PATH, CLIENT_TLS_CA_PATH)
+        )
+        if key is None or cert is None or ca is None:
+            return None
+        try:
+            return ClientTlsFiles(key=key, cert=cert, ca=ca)
+        except InvalidTlsMaterial:
+            return None
+
+    def write_client_tls(self, files: ClientTlsFiles) -> None:
+        self._check_reachable()
+        with _io_errors("write the TLS files"):
+            self._write_all(
+                [
+                    (self.tls_path(CLIENT_TLS_KEY_PATH), files.key),
+                    (self.tls_path(CLIENT_TLS_CERT_PATH), files.cert),
+                    (self.tls_path(CLIENT_TLS_CA_PATH), files.ca),
+                ]
+            )
+
+    def remove_client_tls(self) -> None:
+        self._check_reachable()
+        with _io_errors("remove the TLS files"):
+            for path in (CLIENT_TLS_KEY_PATH, CLIENT_TLS_CERT_PATH, CLIENT_TLS_CA_PATH):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.tls_path(path))
+
+    def read_backend_ca(self) -> str | None:
+        self._check_reachable()
+        return _read(self.tls_path(BACKEND_TLS_CA_PATH))
+
+    def write_backend_ca(self, ca: str) -> None:
+        self._check_reachable()
+        with _io_errors("write the backend CA"):
+            self._write(self.tls_path(BACKEND_TLS_CA_PATH), ca)
+
+    def remove_backend_ca(self) -> None:
+        self._check_reachable()
+        with _io_errors("remove the backend CA"), contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tls_path(BACKEND_TLS_CA_PATH))
 
     def _write(self, path: str, content: str) -> None:
         self._write_all([(path, content)])

@@ -93,12 +93,15 @@ class PostgresCluster:
         password: str | None = None,
         auth_method: str = "scram-sha-256",
         os_user: str = "postgres",
+        ssl: tuple[str, str] | None = None,
     ) -> None:
         if auth_method not in ("scram-sha-256", "md5"):
             raise ValueError(f"auth_method must be scram-sha-256 or md5, not {auth_method!r}")
         self._superuser = superuser
         self._password = password if password is not None else secrets.token_urlsafe(18)
         self._auth_method = auth_method
+        # (key, certificate) PEM: the server then runs with ssl = on.
+        self._ssl = ssl
         self._os_user = os_user
         self._root: str | None = None
         self._port: int | None = None
@@ -310,6 +313,17 @@ class PostgresCluster:
                 "full_page_writes": "off",
                 "max_connections": "200",
             }
+            if self._ssl is not None:
+                for name, content in zip(("server.key", "server.crt"), self._ssl, strict=True):
+                    path = os.path.join(self.data_dir, name)
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w", encoding="utf-8") as file:
+                        if ids is not None:
+                            os.fchown(file.fileno(), *ids)
+                        file.write(content)
+                settings.update(
+                    ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'"
+                )
             with open(os.path.join(self.data_dir, "postgresql.conf"), "a", encoding="utf-8") as f:
                 f.write("\n# localenv.PostgresCluster\n")
                 f.writelines(f"{key} = {value}\n" for key, value in settings.items())

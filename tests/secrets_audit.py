@@ -19,6 +19,12 @@ wrote it, and a test may start from data a charm did not write (the seed's plain
 which the refresh tests load to watch the charm move it out). Values shorter than
 ``MIN_SECRET_LEN`` are not searched for: a short test password such as ``pw`` would match
 ordinary words.
+
+Private keys (TLS): every PEM private key found in a run's secrets (the TLS library keeps a
+unit's key in a secret that unit owns) is learnt line by line, since a log or a databag could
+hold it re-wrapped or in part. Beyond the databags, statuses and logs, a private key must not
+be in any secret the application owns either (the peer secret every unit reads, the secrets
+handed to clients): only in the one its own unit owns.
 """
 
 import re
@@ -32,6 +38,10 @@ _STORE_KEY = re.compile(r"auth_file|stats_password|relation_id_\d+")
 _PLAIN_BY_INTERFACE = {"pgb-peers": _STORE_KEY, "database": re.compile(r"username|password|uris")}
 _PASSWORD_KEYS = ("password", "auth-file", "auth_file", "stats-password", "stats_password")
 _AUTH_LINE = re.compile(r'^"(?:[^"]|"")*"\s+"((?:[^"]|"")*)"', re.MULTILINE)
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ([A-Z ]*PRIVATE KEY)-----\n(.+?)\n-----END \1-----", re.DOTALL
+)
+_KEY_LINE_LEN = 32
 
 
 def _asked_for_plain(relation: object) -> bool:
@@ -50,7 +60,12 @@ def _asked_for_plain(relation: object) -> bool:
 @attrs.define
 class Audit:
     credentials: set[str] = attrs.Factory(set)
+    # Lines of PEM private keys: searched for in everything produced and in app secrets.
+    key_lines: set[str] = attrs.Factory(set)
+    private_keys_seen: int = 0
     produced: list[tuple[str, str]] = attrs.Factory(list)
+    # What secrets the application owns hold: shared with every unit, or with clients.
+    shared: list[tuple[str, str]] = attrs.Factory(list)
     runs: int = 0
 
     def _learn(self, value: str) -> None:
@@ -60,10 +75,18 @@ class Audit:
             if len(secret) >= MIN_SECRET_LEN and "\n" not in secret:
                 self.credentials.add(secret)
 
+    def learn_keys(self, value: str) -> None:
+        for match in _PRIVATE_KEY.finditer(value):
+            self.private_keys_seen += 1
+            for line in match.group(2).split("\n"):
+                if len(line) >= _KEY_LINE_LEN:
+                    self.key_lines.add(line)
+
     def learn_state(self, state: testing.State, juju_has_secrets: bool) -> None:
         for secret in state.secrets:
             for content in (secret.tracked_content, secret.latest_content or {}):
                 for key, value in content.items():
+                    self.learn_keys(value)
                     if key in _PASSWORD_KEYS or key.startswith("relation-id-"):
                         self._learn(value)
         for relation in state.relations:
@@ -102,6 +125,11 @@ class Audit:
                     if owner == "app" and exempt and exempt.fullmatch(key) and plain:
                         continue  # credentials in plain fields by design
                     self.produced.append((f"{relation.endpoint} {owner} databag[{key}]", value))
+        for secret in after.secrets:
+            if secret.owner == "app":
+                content = {**secret.tracked_content, **(secret.latest_content or {})}
+                for key, value in content.items():
+                    self.shared.append((f"application secret {secret.label}[{key}]", value))
         for container in after.containers:
             for name, service in container.plan.services.items():
                 where = f"pebble plan {container.name} {name}"
@@ -119,6 +147,9 @@ class Audit:
             for secret in self.credentials:
                 if secret in text:
                     found.append(f"{where} contains a credential ({len(secret)} chars)")
+        for where, text in [*self.produced, *self.shared]:
+            if any(line in text for line in self.key_lines):
+                found.append(f"{where} contains part of a private key")
         return sorted(set(found))
 
 

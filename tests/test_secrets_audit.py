@@ -7,7 +7,8 @@ def test_no_credential_leaked_anywhere_in_the_suite():
     leaks = AUDIT.leaks()
     print(
         f"secrets audit: {AUDIT.runs} ops.testing runs, {len(AUDIT.credentials)} credentials, "
-        f"{len(AUDIT.produced)} texts checked, {len(leaks)} leaks"
+        f"{AUDIT.private_keys_seen} private keys, {len(AUDIT.produced)} texts and "
+        f"{len(AUDIT.shared)} application secret values checked, {len(leaks)} leaks"
     )
     assert leaks == []
 
@@ -24,6 +25,23 @@ def test_the_audit_learns_auth_file_secrets_from_a_store_value():
     audit = Audit()
     audit._learn('"pgbouncer_auth_relation_id_3" "md5aad46d9afbcc8c8248d254d567b577c1"\n')
     assert "md5aad46d9afbcc8c8248d254d567b577c1" in audit.credentials
+
+
+def test_the_audit_finds_a_private_key_in_an_application_secret_or_a_log():
+    from localenv.tls_provider import CertificateAuthority
+
+    key = str(CertificateAuthority().key)
+    audit = Audit()
+    audit.learn_keys(key)
+    assert audit.key_lines
+    body_line = key.splitlines()[3]
+    audit.shared.append(("application secret pgb-peers[auth-file]", f"x{key}y"))
+    audit.produced.append(("log", f"writing {body_line}"))
+    audit.produced.append(("unit status", "active"))
+    assert audit.leaks() == [
+        "application secret pgb-peers[auth-file] contains part of a private key",
+        "log contains part of a private key",
+    ]
 
 
 def test_the_audit_reads_pebble_plans_and_learns_the_stats_password():

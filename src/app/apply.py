@@ -45,6 +45,8 @@ from domain.effects import (
     RememberExporters,
     RemoveAuth,
     RemoveAuthSetup,
+    RemoveBackendCa,
+    RemoveClientTls,
     RemovePassword,
     RemoveStoredAuth,
     Report,
@@ -60,7 +62,9 @@ from domain.effects import (
     StorePassword,
     StoreStatsPassword,
     WriteAuth,
+    WriteBackendCa,
     WriteCfg,
+    WriteClientTls,
     WritePassfile,
 )
 from domain.observability import PROCESSES_KEY
@@ -147,8 +151,16 @@ class EffectApplier:
                 peers.set_hostname(hostname)
             case SetPgbouncerVersion(version):
                 peers.set_pgbouncer_version(str(version))
-            case WriteCfg(content):
-                workload.write_cfg(content)
+            case WriteCfg(content, tls):
+                workload.write_cfg(content, tls)
+            case WriteClientTls(files):
+                workload.write_client_tls(files)
+            case RemoveClientTls():
+                workload.remove_client_tls()
+            case WriteBackendCa(ca):
+                workload.write_backend_ca(ca)
+            case RemoveBackendCa():
+                workload.remove_backend_ca()
             case WriteAuth(content):
                 workload.write_auth(content)
             case RemoveAuth():

@@ -7,10 +7,15 @@ to ``EffectApplier``; ``CosRelations`` holds the COS libraries' providers. Statu
 once per hook, in the collect-status handlers, from the reasons the plan and the applier
 returned. The workload adapter is made by ``make_workload``, which tests and the local
 environment override to run the same charm against real pgbouncer processes.
+
+TLS (``domain.tls``) is part of the same view. The TLS library (which brings ``cryptography``)
+is loaded in the hooks it handles itself and, lazily (``certificates``), where the unit does
+not serve what its relation promises; every other hook runs without it.
 """
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import ops
 
@@ -25,11 +30,14 @@ from adapters.juju.secret_store import StoreUnavailable
 from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier
-from app.gather import Adapters, gather, hook_event
+from app.gather import CERTIFICATES_RELATION, Adapters, gather, hook_event, needs_library
 from domain.errors import InvalidCharmConfig, InvalidPeerData
 from domain.hook_plan import HookPlanner, app_status, unit_status
 from domain.ports import WorkloadPort
 from domain.status import Severity, StatusReason
+
+if TYPE_CHECKING:
+    from adapters.juju.certificates import Certificates
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,11 @@ class PgBouncerK8sCharm(ops.CharmBase):
         # None: nothing ran, and the status is left as it was.
         self._reasons: list[StatusReason] | None = None
         self._adapters: Adapters | None = None
+        self._certificates: Certificates | None = None
+        if needs_library():
+            # The TLS library observes its own events (it sends the request, renews, cleans
+            # up) before the charm's reconcile of the same events runs.
+            self.certificates()
         # The peer schema check and the move out of the seed's layout, first in every hook.
         self._refresh = RefreshSteps(self.model)
         observe = framework.observe
@@ -80,6 +93,9 @@ class PgBouncerK8sCharm(ops.CharmBase):
             self.on[METRICS_RELATION].relation_created,
             self.on[METRICS_RELATION].relation_joined,
             self.on[METRICS_RELATION].relation_broken,
+            self.on[CERTIFICATES_RELATION].relation_created,
+            self.on[CERTIFICATES_RELATION].relation_changed,
+            self.on[CERTIFICATES_RELATION].relation_broken,
         ):
             observe(event, self._reconcile)
         observe(self.on.collect_unit_status, self._on_collect_unit_status)
@@ -90,6 +106,14 @@ class PgBouncerK8sCharm(ops.CharmBase):
     def make_workload(self) -> WorkloadPort:
         return PebbleWorkload(self.unit.get_container(CONTAINER), self.processes)
 
+    def certificates(self) -> "Certificates":
+        """The TLS library's requirer, loaded on first use: most hooks never import it."""
+        if self._certificates is None:
+            from adapters.juju.certificates import Certificates
+
+            self._certificates = Certificates(self)
+        return self._certificates
+
     def _reconcile(self, event: ops.EventBase) -> None:
         broken = event.relation if isinstance(event, ops.RelationBrokenEvent) else None
         adapters = Adapters(
@@ -99,6 +123,7 @@ class PgBouncerK8sCharm(ops.CharmBase):
             UnitMemory(self._stored),
             self.processes,
             broken=broken,
+            certificates=self.certificates,
         )
         self._adapters = adapters
         schema = self._refresh.run(adapters.store)

@@ -14,8 +14,10 @@ relations cost their databags, which ops reads once per hook.
 """
 
 import logging
+import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 import ops
@@ -27,6 +29,7 @@ from adapters.juju.backend import (
     has_credentials,
     read_backend_view,
 )
+from adapters.juju.backend_tls import BackendCaUnavailable, read_backend_ca
 from adapters.juju.clients import CLIENT_RELATION, ClientRelations, read_client_view
 from adapters.juju.cos import metrics_related
 from adapters.juju.hostname import unit_hostname
@@ -43,8 +46,24 @@ from domain.peer_sync import PeerView, WorkloadFiles
 from domain.pgb_version import InvalidPgbVersion, PgbVersion, parse_version_output
 from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
 from domain.processes import ProcessState
+from domain.tls import BackendCaState, ClientTlsState, InvalidTlsMaterial, TlsInPlace, TlsView
+
+if TYPE_CHECKING:
+    from adapters.juju.certificates import Certificates
 
 logger = logging.getLogger(__name__)
+
+CERTIFICATES_RELATION = "certificates"
+# The hooks the TLS library handles itself: it must be there, observing, before they run.
+_LIBRARY_HOOKS = (f"{CERTIFICATES_RELATION}-relation-", "secret-expired", "secret-remove")
+_TLS_SETTING_NAMES = ("client_tls_sslmode", "server_tls_ca_file")
+
+
+def needs_library() -> bool:
+    """Whether the hook being run is one the TLS library handles."""
+    hook = os.environ.get("JUJU_DISPATCH_PATH", "").removeprefix("hooks/")
+    return hook.startswith(_LIBRARY_HOOKS)
+
 
 _FRESH_SECRET_BYTES = 24
 
@@ -61,6 +80,8 @@ class Adapters:
     peers: PeerRelation = attrs.field(init=False)
     # The relation of a relation-broken event: ops leaves it out of model.relations.
     broken: ops.Relation | None = None
+    # The TLS library's requirer, loaded on first use (it brings cryptography).
+    certificates: "Callable[[], Certificates] | None" = None
     _store: SecretStorePort | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -108,6 +129,9 @@ _RELATION_EVENTS: dict[tuple[str, type], EventKind] = {
     (BACKEND_RELATION, ops.RelationBrokenEvent): EventKind.BACKEND_BROKEN,
     (CLIENT_RELATION, ops.RelationChangedEvent): EventKind.CLIENT_CHANGED,
     (CLIENT_RELATION, ops.RelationBrokenEvent): EventKind.CLIENT_BROKEN,
+    (CERTIFICATES_RELATION, ops.RelationCreatedEvent): EventKind.CERTIFICATES_CHANGED,
+    (CERTIFICATES_RELATION, ops.RelationChangedEvent): EventKind.CERTIFICATES_CHANGED,
+    (CERTIFICATES_RELATION, ops.RelationBrokenEvent): EventKind.CERTIFICATES_BROKEN,
 }
 _OTHER_EVENTS: dict[type, EventKind] = {
     ops.PebbleReadyEvent: EventKind.WORKLOAD_READY,
@@ -164,17 +188,19 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         logger.warning("peer secret store unavailable: %s; deferring", err)
         return attrs.evolve(unreadable, store_problem=str(err))
     others = (data.hostname for name, data in units.items() if name != model.unit.name)
+    files = _files(adapters.workload)
     peer = PeerView(
         is_leader=model.unit.is_leader(),
         hostname=peers.hostname,
         app=app,
         store=store or StoreContents(),
         own=own,
-        workload=_files(adapters.workload),
+        workload=files,
         backend_credentials=has_credentials(model),
         peer_hostnames=tuple(sorted(hostname for hostname in others if hostname)),
         charm=charm,
         processes=adapters.processes,
+        tls=_tls_view(adapters, event, files, app.cfg_file),
         pgbouncer_version=_pgbouncer_version(adapters.workload, own, event),
         peer_versions=tuple(
             sorted(
@@ -310,3 +336,80 @@ def _files(workload: WorkloadPort) -> WorkloadFiles | None:
     except WorkloadUnavailable as err:
         logger.warning("workload unreachable: %s", err)
         return None
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+def _tls_view(
+    adapters: Adapters, event: HookEvent, files: WorkloadFiles | None, published: str | None
+) -> TlsView:
+    """What this hook needs to know of TLS, reading only what may have changed (domain.tls):
+    what the copies serve (one pull, only where the config names TLS files); this unit's
+    wanted and current files where the relation's promise and what is served differ, or in
+    the certificates hooks (the library is loaded only then); the backend's CA in the
+    backend's hooks, a secret change, a new leader, or where it is named but not in place."""
+    model = adapters.model
+    relation = model.get_relation(CERTIFICATES_RELATION) is not None
+    require = bool(adapters.config.get("client_tls_required", False))
+    if files is None:
+        return TlsView(relation=relation, require=require)
+    workload = adapters.workload
+    cfg = files.cfg or ""
+    try:
+        served = (
+            workload.read_served_tls()
+            if any(name in cfg for name in _TLS_SETTING_NAMES)
+            else TlsInPlace()
+        )
+        tls_hook = needs_library() or event.kind in (
+            EventKind.CERTIFICATES_CHANGED,
+            EventKind.CERTIFICATES_BROKEN,
+        )
+        client = None
+        if tls_hook or relation != served.client:
+            client = _client_tls_state(adapters, relation)
+        backend = None
+        if (
+            tls_hook
+            or event.kind
+            in (
+                EventKind.BACKEND_CREATED,
+                EventKind.BACKEND_CHANGED,
+                EventKind.BACKEND_BROKEN,
+                EventKind.SECRET_CHANGED,
+                EventKind.LEADER_ELECTED,
+            )
+            or ("server_tls_ca_file" in cfg) != served.backend_ca
+        ):
+            backend = _backend_ca_state(adapters)
+        ca = None
+        if model.unit.is_leader() and "client_tls_sslmode" in (published or ""):
+            own = client.current if client is not None else workload.read_client_tls()
+            ca = own.ca if own is not None else None
+    except WorkloadUnavailable as err:
+        logger.warning("TLS files not readable: %s", err)
+        return TlsView(relation=relation, require=require)
+    return TlsView(
+        relation=relation, require=require, served=served, client=client, backend=backend, ca=ca
+    )
+
+
+def _client_tls_state(adapters: Adapters, relation: bool) -> ClientTlsState | None:
+    try:
+        wanted = None
+        if relation and adapters.certificates is not None:
+            wanted = adapters.certificates().wanted()
+    except (InvalidTlsMaterial, ops.ModelError) as err:
+        logger.warning("this unit's certificate is not usable: %s", err)
+        return None
+    return ClientTlsState(wanted=wanted, current=adapters.workload.read_client_tls())
+
+
+def _backend_ca_state(adapters: Adapters) -> BackendCaState | None:
+    try:
+        wanted = read_backend_ca(adapters.model)
+    except BackendCaUnavailable as err:
+        logger.warning("%s", err)
+        return None
+    return BackendCaState(wanted=wanted, current=adapters.workload.read_backend_ca())

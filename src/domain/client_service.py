@@ -63,6 +63,7 @@ from domain.peer_data import UnitPeerData, content_digest, relation_password_key
 from domain.peer_sync import NOT_REACHABLE, Plan, WorkloadFiles, parse_or_none
 from domain.pgb_config import PgbConfig, render_pgb_ini
 from domain.status import Severity
+from domain.tls import client_tls_fields
 
 BACKEND_NOT_READY = "waiting for the backend database (its credentials and auth_query set up)"
 NO_LEADER_CONFIG = "no pgbouncer config yet"
@@ -360,10 +361,11 @@ class ClientService:
                 return
             uris = client_uri(request.user, password, answer.endpoints, request.database)
             plan.add(HandCredentials(request.relation_id, request.user, password, uris, in_secret))
-        self._set_fields(plan, client, answer.fields())
+        tls = client_tls_fields(parse_or_none(plan.published_cfg), peer.tls.ca, "tls" in answered)
+        self._set_fields(plan, client, {**answer.fields(), **tls})
 
     @staticmethod
-    def _set_fields(plan: Plan, client: ClientView, fields: dict[str, str]) -> None:
+    def _set_fields(plan: Plan, client: ClientView, fields: dict[str, str | None]) -> None:
         answered = dict(client.answered)
         changed = tuple(
             (key, value) for key, value in fields.items() if answered.get(key) != value

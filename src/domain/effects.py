@@ -13,6 +13,9 @@ given, stopping at the first failure. The order is part of the contract (``RANK`
    names what it set up;
 3. the container's files (``WriteCfg``, ``WriteAuth``, ``RemoveAuth``), then the processes
    (one ``Reload`` or ``Restart`` at most), so pgbouncer never re-reads a half-updated pair;
+   TLS files that appear (``WriteClientTls``, ``WriteBackendCa``) before the config copies
+   that name them, TLS files that go (``RemoveClientTls``, ``RemoveBackendCa``) after the
+   copies stop naming them (``domain.tls``);
 4. the peer data the leader publishes (``PublishCfg``, ``PublishLeaderHostname``) and the
    secret store (``StoreAuth``, ``StorePassword``...), after its own container has them;
 5. ``Acknowledge`` (what this unit now runs), then the client applications' answers
@@ -43,6 +46,7 @@ from domain.peer_data import Acknowledgement, is_valid_hostname
 from domain.pgb_config import parse_pgb_ini
 from domain.pgb_version import PgbVersion
 from domain.status import StatusReason
+from domain.tls import ClientTlsFiles, TlsInPlace, backend_ca_text
 
 
 class _Effect:
@@ -206,9 +210,38 @@ class DropClientRole(_Effect):
 
 @attrs.frozen(repr=False)
 class WriteCfg(_Effect):
-    """Write pgbouncer.ini (and its per-process copies) into this unit's container."""
+    """Write pgbouncer.ini (and its per-process copies) into this unit's container.
+
+    The copies are ``domain.tls.effective_config`` of the content with ``tls``: the TLS
+    settings whose files this unit has in place (none by default: never a missing file).
+    """
 
     content: str = attrs.field(validator=_valid_cfg, repr=False)
+    tls: TlsInPlace = TlsInPlace()
+
+
+@attrs.frozen(repr=False)
+class WriteClientTls(_Effect):
+    """Write this unit's private key, certificate and CA into its container (0600)."""
+
+    files: ClientTlsFiles = attrs.field(repr=False)
+
+
+@attrs.frozen(repr=False)
+class RemoveClientTls(_Effect):
+    """Remove this unit's client TLS files (the certificates relation is gone)."""
+
+
+@attrs.frozen(repr=False)
+class WriteBackendCa(_Effect):
+    """Write the backend's CA, which pgbouncer verifies the backend with."""
+
+    ca: str = attrs.field(converter=backend_ca_text, repr=False)
+
+
+@attrs.frozen(repr=False)
+class RemoveBackendCa(_Effect):
+    """Remove the backend's CA file (the backend no longer publishes one)."""
 
 
 @attrs.frozen(repr=False)
@@ -423,6 +456,10 @@ Effect = (
     | RemoveAuthSetup
     | DropClientRole
     | WriteCfg
+    | WriteClientTls
+    | RemoveClientTls
+    | WriteBackendCa
+    | RemoveBackendCa
     | WriteAuth
     | RemoveAuth
     | Reload
@@ -453,7 +490,7 @@ Effect = (
 
 # The contract's order (see the module docstring). Sorting is stable: effects of one rank
 # keep the order they were decided in.
-RANK: dict[type, int] = {
+RANK: dict[type, float] = {
     SetHostname: 0,
     SetPgbouncerVersion: 0,
     PublishProcesses: 0,
@@ -461,9 +498,13 @@ RANK: dict[type, int] = {
     InstallAuth: 2,
     CreateClientRole: 2,
     RestrictClientRole: 2,
+    WriteClientTls: 2.5,
+    WriteBackendCa: 2.5,
     WriteCfg: 3,
     WriteAuth: 4,
     RemoveAuth: 4,
+    RemoveClientTls: 4.5,
+    RemoveBackendCa: 4.5,
     Reload: 5,
     Restart: 5,
     StartStopped: 5,

@@ -53,6 +53,8 @@ class EventKind(enum.Enum):
     BACKEND_SECRET_CHANGED = "backend-database-secret-changed"
     CLIENT_CHANGED = "database-relation-changed"
     CLIENT_BROKEN = "database-relation-broken"
+    CERTIFICATES_CHANGED = "certificates-relation-changed"
+    CERTIFICATES_BROKEN = "certificates-relation-broken"
 
 
 @attrs.frozen

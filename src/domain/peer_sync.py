@@ -59,13 +59,17 @@ from domain.effects import (
     PublishLeaderHostname,
     Reload,
     RemoveAuth,
+    RemoveBackendCa,
+    RemoveClientTls,
     Report,
     Restart,
     SetHostname,
     SetPgbouncerVersion,
     StoreAuth,
     WriteAuth,
+    WriteBackendCa,
     WriteCfg,
+    WriteClientTls,
     in_contract_order,
 )
 from domain.errors import InvalidInput
@@ -74,6 +78,19 @@ from domain.pgb_config import ChangeKind, PgbConfig, change_kind, parse_pgb_ini,
 from domain.pgb_validation import WorkloadFacts, check_published
 from domain.pgb_version import OLDEST_SUPPORTED, PgbVersion, too_new
 from domain.status import Severity, StatusReason
+from domain.tls import (
+    InvalidTlsMaterial,
+    TlsFilesPlan,
+    TlsView,
+    apply_tls_intent,
+    copies_need_rewrite,
+    files_in_place,
+    plan_tls_files,
+    rotation_needs_reload,
+    runnable_part,
+    serving,
+    tls_reasons,
+)
 
 NOT_REACHABLE = "waiting for the pgbouncer container (Pebble is not reachable)"
 NO_CONFIG = "no pgbouncer config yet"
@@ -110,6 +127,8 @@ class PeerView:
     charm: CharmConfig | None = CharmConfig()
     # pgbouncer processes on this unit.
     processes: int = 1
+    # TLS: the certificates relation, this unit's TLS files, what its copies serve.
+    tls: TlsView = TlsView()
     # The pgbouncer version of this unit's image, asked once per start of the container
     # (else what the unit published); None while unknown: validated as the oldest supported.
     pgbouncer_version: PgbVersion | None = None
@@ -255,6 +274,12 @@ class PeerSyncService:
             plan.follow()
         return plan.done()
 
+    def on_tls_changed(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
+        """The certificates events, and the backend's CA: the leader publishes the TLS
+        settings (every leader hook does, in ``Plan.shape``); each unit puts its own files
+        in place (``Plan._file_effects``)."""
+        return self.on_update_status(view, steps)
+
     def on_update_status(self, view: PeerView, steps: Sequence[LeaderStep] = ()) -> list[Effect]:
         plan = Plan(view, steps)
         if view.is_leader:
@@ -295,8 +320,11 @@ class Plan:
     published_cfg: str | None = None
     own_ack: Acknowledgement | None = None
     _shaped: bool = False
+    # This unit's TLS files (domain.tls): decided first, every config copy depends on them.
+    tls: TlsFilesPlan = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self.tls = plan_tls_files(self.view.tls)
         self.wanted = self.view.workload
         self.published_cfg = self.view.app.cfg_file
         self.own_ack = self.view.own.ack
@@ -331,8 +359,17 @@ class Plan:
         """What this unit validates a config against (``domain.pgb_validation``)."""
         return WorkloadFacts(
             version=self.view.pgbouncer_version or OLDEST_SUPPORTED,
+            files=files_in_place(self.tls.in_place),
             processes=self.view.processes,
         )
+
+    def check_runnable_here(self, cfg: str) -> None:
+        """``InvalidInput`` unless this unit can run ``cfg``: as published where its TLS files
+        are in place, without the TLS settings whose files it lacks (it serves plain until
+        they are there, ``domain.tls``)."""
+        parsed = parse_pgb_ini(cfg)
+        runnable = runnable_part(parsed, self.tls.in_place)
+        check_published(cfg if runnable is parsed else render_pgb_ini(runnable), self.facts())
 
     def _too_new_for_units(self, cfg: str) -> str | None:
         """Why some unit's pgbouncer would refuse ``cfg``, or None."""
@@ -395,9 +432,20 @@ class Plan:
         self._shaped = True
         for step in self.steps:
             files = step.shape(self, files)
+        files = self._tls_intent(files)
         if files is not None:
             self.wanted = files
         return files
+
+    def _tls_intent(self, files: WorkloadFiles | None) -> WorkloadFiles | None:
+        """Leader: its config with the TLS settings its relations call for (domain.tls)."""
+        current = parse_or_none(files.cfg) if files is not None else None
+        if files is None or current is None:
+            return files
+        wanted = apply_tls_intent(current, self.view.tls.intent())
+        if wanted == current:
+            return files
+        return WorkloadFiles(render_pgb_ini(wanted), files.auth)
 
     def answer(self) -> None:
         for step in self.steps:
@@ -428,16 +476,44 @@ class Plan:
             return []
         effects: list[Effect] = []
         kind = ChangeKind.NONE
+        tls, served = self.tls, self.view.tls.served
+        effects += self._tls_file_effects()
         if wanted.cfg is not None and wanted.cfg != current.cfg:
-            effects.append(WriteCfg(wanted.cfg))
+            effects.append(WriteCfg(wanted.cfg, tls.in_place))
             new = parse_pgb_ini(wanted.cfg)
             kind = change_kind(parse_or_none(current.cfg), new)
+        # The copies follow this unit's TLS files even when the main file is unchanged.
+        final = parse_or_none(wanted.cfg)
+        if final is not None and wanted.cfg is not None:
+            if wanted.cfg == current.cfg and copies_need_rewrite(final, tls.in_place, served):
+                effects.append(WriteCfg(wanted.cfg, tls.in_place))
+            if serving(final, tls.in_place) != served or rotation_needs_reload(final, tls):
+                kind = _stronger(kind, ChangeKind.RELOAD)
+        effects += [Report(reason) for reason in tls_reasons(self.view.tls, final, tls.in_place)]
         if wanted.auth != current.auth:
             effects.append(WriteAuth(wanted.auth) if wanted.auth is not None else RemoveAuth())
             kind = _stronger(kind, ChangeKind.RELOAD)
         # Without a config no pgbouncer can run, so there is nothing to signal yet.
         if wanted.cfg is not None:
             self.signal(kind)
+        return effects
+
+    def _tls_file_effects(self) -> list[Effect]:
+        tls = self.tls
+        effects: list[Effect] = []
+        if tls.write_client is not None:
+            effects.append(WriteClientTls(tls.write_client))
+        if tls.write_backend_ca is not None:
+            try:
+                effects.append(WriteBackendCa(tls.write_backend_ca))
+            except InvalidTlsMaterial as err:
+                effects.append(
+                    Report(StatusReason(Severity.WAITING, f"the backend's CA is unusable: {err}"))
+                )
+        if tls.remove_client:
+            effects.append(RemoveClientTls())
+        if tls.remove_backend_ca:
+            effects.append(RemoveBackendCa())
         return effects
 
     # --- the leader and the follower -------------------------------------------------------
@@ -454,7 +530,7 @@ class Plan:
         new_cfg, new_auth = current.cfg, current.auth
         if cfg is not None and cfg != current.cfg:
             try:
-                check_published(cfg, self.facts())
+                self.check_runnable_here(cfg)
             except InvalidInput as err:
                 ok = False
                 self.report(Severity.WAITING, f"invalid cfg_file from the leader: {err}")

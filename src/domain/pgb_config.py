@@ -100,6 +100,11 @@ from domain.pgb_version import min_version
 PGB_DIR = "/var/lib/postgresql/pgbouncer"
 CFG_PATH = PGB_DIR + "/pgbouncer.ini"
 AUTH_PATH = PGB_DIR + "/userlist.txt"
+# The charm's own TLS files (domain.tls): the only TLS paths a published config may name.
+CLIENT_TLS_KEY_PATH = PGB_DIR + "/client-tls.key"
+CLIENT_TLS_CERT_PATH = PGB_DIR + "/client-tls.crt"
+CLIENT_TLS_CA_PATH = PGB_DIR + "/client-tls-ca.crt"
+BACKEND_TLS_CA_PATH = PGB_DIR + "/backend-ca.crt"
 
 SECTIONS = ("databases", "pgbouncer", "users", "peers")
 POOL_MODES = ("session", "transaction", "statement")

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from domain.observability import ExporterState
 from domain.processes import ProcessState
+from domain.tls import NOTHING_IN_PLACE, ClientTlsFiles, TlsInPlace
 
 
 class WorkloadUnavailable(Exception):
@@ -35,8 +36,39 @@ class WorkloadPort(Protocol):
         """The auth file text, or None when the file is not there."""
         ...
 
-    def write_cfg(self, content: str) -> None:
-        """Write pgbouncer.ini (and the per-process copies derived from it) atomically."""
+    def write_cfg(self, content: str, tls: TlsInPlace = NOTHING_IN_PLACE) -> None:
+        """Write pgbouncer.ini (and the per-process copies derived from it) atomically.
+
+        The copies keep the TLS settings ``tls`` says are in place (``domain.tls``).
+        """
+        ...
+
+    def read_served_tls(self) -> TlsInPlace:
+        """Which TLS settings the per-process copies use now (none when there are none)."""
+        ...
+
+    def read_client_tls(self) -> ClientTlsFiles | None:
+        """This unit's key, certificate and CA files, or None unless all three are there."""
+        ...
+
+    def write_client_tls(self, files: ClientTlsFiles) -> None:
+        """Write the three client TLS files, owned by the pgbouncer user, mode 0600."""
+        ...
+
+    def remove_client_tls(self) -> None:
+        """Remove the three client TLS files if they are there."""
+        ...
+
+    def read_backend_ca(self) -> str | None:
+        """The backend CA file, or None when it is not there."""
+        ...
+
+    def write_backend_ca(self, ca: str) -> None:
+        """Write the backend CA file, owned by the pgbouncer user, mode 0600."""
+        ...
+
+    def remove_backend_ca(self) -> None:
+        """Remove the backend CA file if it is there."""
         ...
 
     def write_auth(self, content: str) -> None:

@@ -81,6 +81,19 @@ def test_the_demo_relates_for_real_connects_the_client_and_reloads_every_unit():
         )
         assert reloaded is not None, output
     assert "[demo]     every unit reloaded with pool_mode=transaction" in lines
+    # TLS: the client is told, and verify-full works through every process of every unit.
+    assert "[demo]     myapp is told tls=True, tls-ca = the demo CA: True" in lines
+    for unit in UNITS:
+        hostname = unit.replace("/", "-") + ".pgbouncer-k8s-endpoints.pgb-local.svc.cluster.local"
+        verified = re.search(
+            rf"^\[demo\]     {re.escape(unit)} as {re.escape(hostname)}: SSL connection "
+            r"\(protocol: TLSv1\.[23].*TLS logins per process \[[1-9]\d*, [1-9]\d*\]; "
+            r"pids unchanged$",
+            output,
+            re.M,
+        )
+        assert verified is not None, output
+    assert "[demo]     TLS verified through every unit" in lines
     assert lines[-1] == "[demo] done"
     assert_nothing_left(output)
 

@@ -72,3 +72,14 @@ def test_no_lower_layer_imports_the_app_layer(package: str):
         if any(name == "app" or name.startswith("app.") for name in _imports(path))
     )
     assert offenders == []
+
+
+def test_importing_the_charm_does_not_load_the_tls_library():
+    """The TLS library brings cryptography and pydantic (bench/tls_import_cost.py): only the
+    hooks that need it load it (app.charm)."""
+    heavy = ("charmlibs", "cryptography", "pydantic")
+    code = f"import sys, charm; print(sorted(m for m in sys.modules if m.startswith({heavy})))"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -244,7 +244,7 @@ class ClientCredentials:
 
 
 # The keys of this charm's answer that the domain compares before writing.
-ANSWER_KEYS = ("database", "endpoints", "read-only-endpoints", "version")
+ANSWER_KEYS = ("database", "endpoints", "read-only-endpoints", "version", "tls", "tls-ca")
 
 
 def read_client_view(model: ops.Model, relation: ops.Relation, gone: bool = False) -> ClientView:
@@ -290,7 +290,14 @@ class ClientRelations:
         return ClientDatabag(self._model, relation)
 
     def answer(self, relation_id: int, fields: Mapping[str, str | None]) -> None:
-        self._databag(relation_id).update(fields)
+        from adapters.juju.client_tls import TLS_FIELDS, put_client_tls
+
+        databag = self._databag(relation_id)
+        plain = {key: value for key, value in fields.items() if key not in TLS_FIELDS}
+        databag.update(plain)
+        tls = {key: value for key, value in fields.items() if key in TLS_FIELDS}
+        if tls:
+            put_client_tls(self._model, databag, tls)
 
     def hand(
         self, relation_id: int, username: str, password: str, uris: str, in_secret: bool

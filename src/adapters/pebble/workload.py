@@ -8,9 +8,11 @@ What the real Pebble does (``platform-facts.md``) decides the shape of each oper
   ``list_files`` for the folder, one for its instances; the parent only when the folder is
   missing or unusable) and made ``0700``, owned by the workload user, when missing or
   unusable (a folder nothing but this charm writes is emptied and made again; the workload
-  folder keeps its two files). No push makes folders (Pebble would make them 0755). The
-  per-process copies are written first and the main file last: the unit compares against the
-  main file, so it must not claim a version the copies do not have yet.
+  folder keeps its files: config, auth file and the unit's TLS files). No push makes folders
+  (Pebble would make them 0755). The per-process copies are written first and the main file
+  last: the unit compares against the main file, so it must not claim a version the copies do
+  not have yet. The TLS files (key, certificate, CAs) are pushed like the others: 0600, the
+  workload user's, in the workload folder.
 - **Plan.** A layer cannot delete a service, so services beyond the current process count
   are replaced by disabled ones and stopped. The layer's checks depend on ``listen_port`` and
   ``listen_addr``, read from the config this adapter wrote or read in this hook.
@@ -47,7 +49,11 @@ from domain.errors import InvalidInput
 from domain.observability import EXPORTER_SERVICE_PREFIX, ExporterState
 from domain.pgb_config import (
     AUTH_PATH,
+    BACKEND_TLS_CA_PATH,
     CFG_PATH,
+    CLIENT_TLS_CA_PATH,
+    CLIENT_TLS_CERT_PATH,
+    CLIENT_TLS_KEY_PATH,
     PGB_DIR,
     PgbConfig,
     parse_pgb_ini,
@@ -57,11 +63,28 @@ from domain.pgb_config import (
 )
 from domain.ports import WorkloadUnavailable
 from domain.processes import ProcessCondition, ProcessState
+from domain.tls import (
+    NOTHING_IN_PLACE,
+    ClientTlsFiles,
+    InvalidTlsMaterial,
+    TlsInPlace,
+    effective_config,
+    served_by,
+)
 
 logger = logging.getLogger(__name__)
 
 FILE_MODE = 0o600
 FOLDER_MODE = 0o700
+# What a remade workload folder gets back: the files the unit wrote there itself.
+_KEPT_FILES = (
+    CFG_PATH,
+    AUTH_PATH,
+    CLIENT_TLS_KEY_PATH,
+    CLIENT_TLS_CERT_PATH,
+    CLIENT_TLS_CA_PATH,
+    BACKEND_TLS_CA_PATH,
+)
 _PEBBLE_ERRORS = (pebble.ConnectionError, pebble.APIError, pebble.ChangeError, pebble.PathError)
 _STARTED_SERVICE = re.compile(r'Start service "([^"]+)"')
 # pgbouncer's lines: "<date> <time> <zone> [<pid>] ERROR|FATAL <reason>".
@@ -155,7 +178,7 @@ class PebbleWorkload:
             path, content, permissions=FILE_MODE, user=WORKLOAD_USER, group=WORKLOAD_USER
         )
 
-    def write_cfg(self, content: str) -> None:
+    def write_cfg(self, content: str, tls: TlsInPlace = NOTHING_IN_PLACE) -> None:
         try:
             cfg = parse_pgb_ini(content)
         except InvalidInput as err:
@@ -167,6 +190,7 @@ class PebbleWorkload:
             self._ensure_folders()
         except _PEBBLE_ERRORS as err:
             raise _unavailable(f"prepare {PGB_DIR}", err) from None
+        cfg = effective_config(cfg, tls)
         for index in range(self._processes):
             folder = per_process_dir(index)
             self._push(f"{folder}/pgbouncer.ini", render_pgb_ini(per_process_config(cfg, index)))
@@ -177,14 +201,54 @@ class PebbleWorkload:
     def write_auth(self, content: str) -> None:
         self._push(AUTH_PATH, content)
 
-    def remove_auth(self) -> None:
+    def _remove(self, path: str) -> None:
         try:
-            self._container.remove_path(AUTH_PATH)
+            self._container.remove_path(path)
         except pebble.PathError as err:
             if err.kind != "not-found":
-                raise _unavailable(f"remove {AUTH_PATH}", err) from None
+                raise _unavailable(f"remove {path}", err) from None
         except _PEBBLE_ERRORS as err:
-            raise _unavailable(f"remove {AUTH_PATH}", err) from None
+            raise _unavailable(f"remove {path}", err) from None
+
+    def remove_auth(self) -> None:
+        self._remove(AUTH_PATH)
+
+    # --- TLS files (domain.tls): read only in the hooks that need them ----------------------
+
+    def read_served_tls(self) -> TlsInPlace:
+        return served_by(self._pull(f"{per_process_dir(0)}/pgbouncer.ini"))
+
+    def read_client_tls(self) -> ClientTlsFiles | None:
+        key, cert, ca = (
+            self._pull(path)
+            for path in (CLIENT_TLS_KEY_PATH, CLIENT_TLS_CERT_PATH, CLIENT_TLS_CA_PATH)
+        )
+        if key is None or cert is None or ca is None:
+            return None
+        try:
+            return ClientTlsFiles(key=key, cert=cert, ca=ca)
+        except InvalidTlsMaterial:
+            return None  # damaged: the unit writes them again
+
+    def write_client_tls(self, files: ClientTlsFiles) -> None:
+        # The key first: a certificate never sits next to a key it does not match for longer
+        # than the next push, and the copies name none of them until all three are there.
+        self._push(CLIENT_TLS_KEY_PATH, files.key)
+        self._push(CLIENT_TLS_CERT_PATH, files.cert)
+        self._push(CLIENT_TLS_CA_PATH, files.ca)
+
+    def remove_client_tls(self) -> None:
+        for path in (CLIENT_TLS_KEY_PATH, CLIENT_TLS_CERT_PATH, CLIENT_TLS_CA_PATH):
+            self._remove(path)
+
+    def read_backend_ca(self) -> str | None:
+        return self._pull(BACKEND_TLS_CA_PATH)
+
+    def write_backend_ca(self, ca: str) -> None:
+        self._push(BACKEND_TLS_CA_PATH, ca)
+
+    def remove_backend_ca(self) -> None:
+        self._remove(BACKEND_TLS_CA_PATH)
 
     # -- folders -------------------------------------------------------------------------
 
@@ -226,7 +290,7 @@ class PebbleWorkload:
             _describe(info),
             WORKLOAD_USER,
         )
-        kept = {path: self._pull(path) for path in (CFG_PATH, AUTH_PATH)}
+        kept = {path: self._pull(path) for path in _KEPT_FILES}
         self._container.remove_path(PGB_DIR, recursive=True)
         self._make_dir(PGB_DIR)
         for path, text in kept.items():
