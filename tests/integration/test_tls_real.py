@@ -168,7 +168,7 @@ def test_verified_tls_through_every_unit_rotation_and_removal(
         for _attempt in range(60):
             result = run_psql(
                 conninfo(model, n, client, sslmode="verify-full", sslrootcert=ca_path),
-                "SELECT current_user",
+                "SELECT session_user",
             )
             assert result.returncode == 0, result.stderr
             assert result.stdout.strip() == client["username"]
