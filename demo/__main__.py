@@ -61,7 +61,7 @@ from localenv.juju_model import (
     SECRET_AUTH_KEY,
     MultiUnitModel,
 )
-from localenv.local_workload import find_pgbouncer
+from localenv.local_workload import CONSOLE_NAME, find_pgbouncer
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.tls_provider import CertificateAuthority
@@ -359,10 +359,11 @@ def run(pg: PostgresCluster, model: MultiUnitModel) -> None:
 
 
 def tls_logins(model: MultiUnitModel, n: int) -> list[int]:
-    """TLS logins each process of unit ``n`` logged (pgbouncer logs version and cipher)."""
+    """TLS logins each process of unit ``n`` logged (pgbouncer logs version and cipher; the
+    per-process copies log to standard error, which the local workload keeps in a file)."""
     counts = []
     for index in range(PROCESSES):
-        log = os.path.join(model.local_workload(n).instance_dir(index), "pgbouncer.log")
+        log = os.path.join(model.local_workload(n).instance_dir(index), CONSOLE_NAME)
         with open(log, encoding="utf-8", errors="replace") as file:
             counts.append(sum("login attempt" in line and "tls=TLS" in line for line in file))
     return counts
