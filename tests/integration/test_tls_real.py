@@ -35,9 +35,14 @@ import psycopg
 import pytest
 from cryptography import x509
 
+from adapters.postgres.auth_setup import make_dsn, remove_auth
+from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE
+from domain.backend import auth_user_for
+from domain.clients import owner_role
 from domain.pgb_config import BACKEND_TLS_CA_PATH, CLIENT_TLS_KEY_PATH, parse_pgb_ini
 from localenv.binaries import pg_program
-from localenv.juju_model import MultiUnitModel
+from localenv.juju_model import APP, MultiUnitModel
+from localenv.local_workload import CONSOLE_NAME
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import pgrep
@@ -92,8 +97,9 @@ def peer_certificate_serial(host: str, address: str, port: int, ca_file: str) ->
 
 def tls_logins(model: MultiUnitModel, n: int, index: int) -> int:
     """How many TLS logins process ``index`` of unit ``n`` logged (pgbouncer logs each
-    login with its TLS version and cipher)."""
-    log = os.path.join(model.local_workload(n).instance_dir(index), "pgbouncer.log")
+    login with its TLS version and cipher, to standard error: the per-process copies have
+    ``logfile = /dev/null``, and the local workload keeps each process's output in a file)."""
+    log = os.path.join(model.local_workload(n).instance_dir(index), CONSOLE_NAME)
     with open(log, encoding="utf-8", errors="replace") as file:
         return sum(1 for line in file if "login attempt" in line and "tls=TLS" in line)
 
@@ -108,6 +114,37 @@ def ca_file(
     return ca, str(path)
 
 
+def drop_what_the_charm_made(postgres: PostgresCluster, client_databases: list[str]) -> None:
+    """Take off the session's PostgreSQL what a model's charm made there: the client
+    databases, their owner and login roles and their registry rows, the database the backend
+    relation asked for, and pgbouncer's auth role with its grants.
+
+    The auth role matters beyond this module: its grant on the shared ``pgbouncer_auth`` schema
+    of ``postgres`` keeps that schema alive when a later charm removes its own auth role, and
+    the later charm's backend role, which then owns the schema, cannot be dropped.
+    """
+    for database in (*client_databases, APP):
+        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    registry = f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
+    if postgres.psql(f"SELECT to_regclass('{registry}') IS NOT NULL") == "t":
+        names = ", ".join(f"'{database}'" for database in client_databases)
+        postgres.psql(f"DELETE FROM {registry} WHERE datname IN ({names})")
+    for database in client_databases:
+        owner = owner_role(database)
+        members = postgres.psql(
+            "SELECT m.rolname FROM pg_auth_members a"
+            " JOIN pg_roles m ON m.oid = a.member JOIN pg_roles o ON o.oid = a.roleid"
+            f" WHERE o.rolname = '{owner}'"
+        ).split()
+        for role in [*members, owner]:
+            if postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == "1":
+                postgres.psql(f'REASSIGN OWNED BY "{role}" TO "{postgres.superuser}"')
+                postgres.psql(f'DROP OWNED BY "{role}"')
+                postgres.psql(f'DROP ROLE "{role}"')
+    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
+    remove_auth(superuser, auth_user_for(postgres.superuser), ["postgres"])
+
+
 @pytest.fixture
 def model(postgres: PostgresCluster) -> Iterator[MultiUnitModel]:
     with MultiUnitModel(
@@ -120,6 +157,7 @@ def model(postgres: PostgresCluster) -> Iterator[MultiUnitModel]:
     ) as model:
         yield model
     assert pgrep(model.base_dir) == [], "pgbouncer processes left running"
+    drop_what_the_charm_made(postgres, [CLIENT_DB])
 
 
 def test_verified_tls_through_every_unit_rotation_and_removal(
@@ -298,14 +336,23 @@ def postgres_tls(backend_ca: CertificateAuthority) -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
-def server_connection_uses_ssl(model: MultiUnitModel, client: dict[str, str]) -> str:
-    """Through unit 0's pgbouncer: whether the server connection it uses runs TLS."""
-    result = run_psql(
-        conninfo(model, 0, client, sslmode="disable"),
-        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+def server_connection_uses_ssl(
+    model: MultiUnitModel, client: dict[str, str], postgres: PostgresCluster
+) -> str:
+    """Whether the server connection unit 0's pgbouncer gives this client runs TLS: ``t``,
+    ``f``, or empty when PostgreSQL knows no such process.
+
+    The client asks for its server process's pid inside an open transaction (so pgbouncer
+    cannot hand that connection to anyone else or close it meanwhile); PostgreSQL's superuser
+    then reads that process's row of ``pg_stat_ssl``. The client itself cannot: it works as its
+    database's owner role, and ``pg_stat_ssl`` shows other roles' rows only to the privileged.
+    """
+    with psycopg.connect(
+        conninfo(model, 0, client, sslmode="disable"), connect_timeout=30
+    ) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        return postgres.psql(f"SELECT ssl FROM pg_stat_ssl WHERE pid = {int(row[0])}")
 
 
 @pytest.mark.parametrize("published_ca", ["right", "none"])
@@ -339,7 +386,7 @@ def test_backend_verified_with_the_ca_it_publishes(
             assert cfg.setting("server_tls_ca_file") is None
         client = model.client_credentials(relation_id)
         # prefer or verify-ca: the server connection is encrypted either way.
-        assert server_connection_uses_ssl(model, client) == "t"
+        assert server_connection_uses_ssl(model, client, postgres_tls) == "t"
     assert pgrep(model.base_dir) == []
 
 
@@ -375,7 +422,7 @@ def test_backend_with_a_certificate_another_ca_signed_is_refused(
         except subprocess.TimeoutExpired:
             answered = False
         assert not answered
-        log = os.path.join(model.local_workload(0).instance_dir(0), "pgbouncer.log")
+        log = os.path.join(model.local_workload(0).instance_dir(0), CONSOLE_NAME)
         deadline = time.monotonic() + 20
         text = ""
         while time.monotonic() < deadline and "certificate verify failed" not in text:
