@@ -7,14 +7,19 @@ charm pushes through Pebble are read back from it.
 """
 
 import dataclasses
+import grp
 import json
+import os
 import pathlib
+import pwd
+import stat
 
 import pytest
 from charmlibs.interfaces.tls_certificates import CertificateSigningRequest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
+from adapters.pebble.layer import WORKLOAD_USER
 from app.charm import PgBouncerK8sCharm
 from domain.pgb_config import parse_pgb_ini
 from domain.tls import NO_CERTIFICATE
@@ -132,6 +137,18 @@ def requested(folder: pathlib.Path) -> tuple[testing.State, str, str]:
     return out, csrs[0]["certificate_signing_request"], keys[0]
 
 
+def owner_and_mode(path: pathlib.Path) -> tuple[str, str, int]:
+    st = path.stat()
+    return (
+        pwd.getpwuid(st.st_uid).pw_name,
+        grp.getgrgid(st.st_gid).gr_name,
+        stat.S_IMODE(st.st_mode),
+    )
+
+
+TLS_FILES = ("client-tls.key", "client-tls.crt", "client-tls-ca.crt")
+
+
 def answered(state: testing.State, ca: CertificateAuthority, csr: str) -> testing.State:
     """``state`` with the provider's answer to ``csr`` in the certificates relation."""
     relation = dataclasses.replace(
@@ -169,6 +186,9 @@ def test_certificate_available_writes_the_files_and_turns_tls_on_by_a_reload(fol
     assert read_file(folder, "client-tls.key") == key.strip() + "\n"
     assert read_file(folder, "client-tls.crt") == ca.issued[csr].strip() + "\n"
     assert read_file(folder, "client-tls-ca.crt") == ca.pem.strip() + "\n"
+    if os.geteuid() == 0:  # the double gives files the owner Pebble would (it needs root)
+        for name in TLS_FILES:
+            assert owner_and_mode(folder / name) == (WORKLOAD_USER, WORKLOAD_USER, 0o600), name
     for index in range(PROCESSES):
         copy = parse_pgb_ini(copy_of(folder, index))
         assert copy.setting("client_tls_sslmode") == "prefer"
@@ -228,6 +248,46 @@ def test_follower_with_its_certificate_validates_and_adopts_a_new_tls_config(fol
     out = context().run(context().on.update_status(), state)
     assert read_file(folder, "pgbouncer.ini") == published
     assert "does not have" in out.unit_status.message
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to the workload user needs root")
+def test_a_workload_folder_remade_for_the_workload_user_keeps_the_units_tls_files(folder, ca):
+    """The workload folder is found unusable by the workload user (root's, 0700, as an image
+    may ship it) when a new config is to be written: Pebble cannot fix an existing folder, so
+    the charm makes it again, and puts back the files the unit wrote there: the config, the
+    auth file and its TLS files (0600, the workload user's), which the new copies still name."""
+    state, csr, key = requested(folder)
+    state = answered(state, ca, csr)
+    ctx = context()
+    state = ctx.run(ctx.on.relation_changed(state.get_relation(CERTS_ID)), state)
+    before = {name: read_file(folder, name) for name in TLS_FILES}
+    os.chown(folder, 0, 0)
+    folder.chmod(0o700)
+    published = CFG_TLS.replace("pool_mode = session", "pool_mode = transaction")
+    peer = next(r for r in state.relations if r.endpoint == "pgb-peers")
+    app_data = {**peer.local_app_data, "cfg_file": published}
+    state = dataclasses.replace(
+        state,
+        relations=frozenset(
+            [
+                *(r for r in state.relations if r.id != peer.id),
+                dataclasses.replace(peer, local_app_data=app_data),
+            ]
+        ),
+    )
+
+    out = context().run(context().on.update_status(), state)
+
+    assert owner_and_mode(folder) == (WORKLOAD_USER, WORKLOAD_USER, 0o700)
+    assert read_file(folder, "pgbouncer.ini") == published
+    assert read_file(folder, "client-tls.key") == key.strip() + "\n"
+    for name in TLS_FILES:
+        assert read_file(folder, name) == before[name], name
+        assert owner_and_mode(folder / name) == (WORKLOAD_USER, WORKLOAD_USER, 0o600), name
+    copy = parse_pgb_ini(copy_of(folder))
+    assert copy.setting("pool_mode") == "transaction"
+    assert copy.setting("client_tls_key_file") == "/var/lib/postgresql/pgbouncer/client-tls.key"
+    assert out.unit_status.name == "active"
 
 
 # --- a follower whose certificate has not come --------------------------------------------------
