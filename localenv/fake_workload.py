@@ -17,6 +17,8 @@ units) in seconds:
   ``wipe()`` is a rescheduled pod: empty folder, nothing running.
 """
 
+from typing import Any
+
 from domain.observability import ExporterState
 from domain.pgb_config import parse_pgb_ini
 from domain.ports import WorkloadUnavailable
@@ -46,6 +48,27 @@ class FakeWorkload:
         # What its `pgbouncer --version` prints: the tests' Debian 1.18 unless set.
         self.version_output = "PgBouncer 1.18.0\nlibevent 2.1.12-stable\n"
         self._reachable = True
+
+    # -- crossing to another revision ---------------------------------------------------------
+
+    # ``localenv.revision_runner`` pickles the workload into a worker running another revision
+    # of the charm, which may predate ``domain.tls``: the TLS state crosses as plain values
+    # (that revision's class takes them as they are and sends them back), and comes back here
+    # as domain values.
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["served"] = (self.served.client, self.served.backend_ca)
+        files = self.client_tls
+        state["client_tls"] = None if files is None else (files.key, files.cert, files.ca)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        client, backend_ca = state.get("served", (False, False))
+        self.served = TlsInPlace(client=client, backend_ca=backend_ca)
+        files = state.get("client_tls")
+        self.client_tls = None if files is None else ClientTlsFiles(*files)
+        self.backend_ca = state.get("backend_ca")
 
     # -- reachability -----------------------------------------------------------------------
 

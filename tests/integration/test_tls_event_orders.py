@@ -9,10 +9,12 @@ Every order must end with every unit serving TLS with its own, current certifica
 after the relation is removed, every unit plain with no key left in its container.
 """
 
+import pickle
 import random
 
 import pytest
 
+from domain.tls import ClientTlsFiles, TlsInPlace
 from localenv.fake_workload import FakeWorkload
 from localenv.juju_model import MultiUnitModel
 from localenv.tls_provider import CertificateAuthority
@@ -69,3 +71,26 @@ def test_every_order_ends_with_every_unit_serving_its_own_certificate(
             assert not fake(model, n).served.client
             assert fake(model, n).client_tls is None
             assert "client_tls" not in (model.published_cfg() or "")
+
+
+def test_a_fake_workload_with_tls_crosses_to_a_revision_without_domain_tls_and_back(
+    ca: CertificateAuthority,
+) -> None:
+    """Mixed-revision models (``localenv.revision_runner``) pickle the workload into a worker
+    running a revision that may predate ``domain.tls``: the pickle names none of its classes,
+    and the TLS state comes back whole."""
+    key, cert = ca.server_pair("pgbouncer-k8s-0")
+    workload = FakeWorkload()
+    workload.client_tls = ClientTlsFiles(key=key, cert=cert, ca=ca.pem)
+    workload.backend_ca = ca.pem
+    workload.served = TlsInPlace(client=True, backend_ca=True)
+
+    data = pickle.dumps(workload)
+    back = pickle.loads(data)
+
+    assert b"domain.tls" not in data
+    assert (back.client_tls, back.backend_ca, back.served) == (
+        workload.client_tls,
+        workload.backend_ca,
+        workload.served,
+    )
