@@ -9,6 +9,8 @@ units' requests (``localenv.tls_provider``: the TLS library's own helpers). Then
   unit, naming the unit by the hostname clients are given (``hostaddr`` maps it to the unit's
   loopback address); pgbouncer's own log says the session used TLS;
 - a plain connection is accepted, and refused once the operator sets ``client_tls_required``;
+- with ``client_tls_required``, the metrics exporters still log in over each process's unix
+  socket (one unit of real processes, the stats user refused over plain TCP);
 - rotation: the provider issues new certificates; after the reload an open TLS session still
   works (same server process) and a new one sees the new certificate's serial;
 - a rescheduled pod serves TLS again from its first start;
@@ -38,11 +40,25 @@ from cryptography import x509
 from adapters.postgres.auth_setup import make_dsn, remove_auth
 from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE
 from domain.backend import auth_user_for
+from domain.charm_config import CharmConfig, initial_config
 from domain.clients import owner_role
-from domain.pgb_config import BACKEND_TLS_CA_PATH, CLIENT_TLS_KEY_PATH, parse_pgb_ini
+from domain.observability import (
+    STATS_USER,
+    exporters,
+    pgpass_file,
+    with_stats_user,
+    with_stats_users,
+)
+from domain.pgb_config import (
+    BACKEND_TLS_CA_PATH,
+    CLIENT_TLS_KEY_PATH,
+    parse_pgb_ini,
+    render_pgb_ini,
+)
+from domain.tls import ClientTlsFiles, TlsInPlace, TlsIntent, apply_tls_intent
 from localenv.binaries import pg_program
 from localenv.juju_model import APP, MultiUnitModel
-from localenv.local_workload import CONSOLE_NAME
+from localenv.local_workload import CONSOLE_NAME, LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import pgrep
@@ -318,6 +334,41 @@ def test_a_unit_without_its_certificate_keeps_serving_without_tls(
     secure = run_psql(conninfo(model, late, client, sslmode="verify-full", sslrootcert=ca_path))
     assert secure.returncode == 0, secure.stderr
     assert {n: model.local_workload(n).pids() for n in model.units} == pids
+
+
+def test_the_exporters_read_through_their_sockets_when_clients_must_use_tls(
+    workload_dir: str, ca_file: tuple[CertificateAuthority, str]
+) -> None:
+    """With ``client_tls_required`` pgbouncer refuses plain TCP logins; the exporters log in
+    over each process's unix socket with ``sslmode=disable`` (``ExporterSpec``), which
+    pgbouncer 1.18 does not hold to the TLS rule, so the metrics keep coming. The control:
+    the same stats user over plain TCP is refused for want of TLS, and admitted over TLS."""
+    ca, _ca_path = ca_file
+    password = "s" * 32
+    port = free_port()
+    cfg = initial_config(CharmConfig(listen_port=port), PROCESSES)
+    cfg = with_stats_users(cfg.with_settings({"listen_addr": "127.0.0.1"}))
+    cfg = apply_tls_intent(cfg, TlsIntent(client=True, require=True))
+    key, cert = ca.server_pair("pgbouncer-k8s-0", sans_dns=["localhost"], sans_ip=["127.0.0.1"])
+    passfile = os.path.join(workload_dir, "exporter.pgpass")
+    descriptor = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(pgpass_file(password))
+    with LocalWorkload(workload_dir, processes=PROCESSES) as workload:
+        workload.write_client_tls(ClientTlsFiles(key=key, cert=cert, ca=ca.pem))
+        workload.write_cfg(render_pgb_ini(cfg), TlsInPlace(client=True))
+        workload.write_auth(with_stats_user("", password))
+        workload.restart()
+        for spec in exporters(PROCESSES, port, base_dir=workload_dir):
+            with psycopg.connect(spec.connection_string, passfile=passfile) as conn:
+                conn.autocommit = True
+                assert conn.execute("SHOW VERSION").fetchone() is not None, spec.index
+        tcp = f"host=127.0.0.1 port={port} dbname=pgbouncer user={STATS_USER}"
+        with pytest.raises(psycopg.OperationalError, match="SSL required"):
+            psycopg.connect(f"{tcp} sslmode=disable", passfile=passfile).close()
+        with psycopg.connect(f"{tcp} sslmode=require", passfile=passfile) as conn:
+            conn.autocommit = True
+            assert conn.execute("SHOW VERSION").fetchone() is not None
 
 
 @pytest.fixture(scope="module")
