@@ -14,10 +14,9 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from charm import PgBouncerK8sCharm
 from domain.backend_service import RELATION_REMOVED, WAITING_FOR_CREDENTIALS
 from localenv.net import free_port
-from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
+from tests.unit.charm_harness import MODEL, container, context, read_file, write_files
 from tests.unit.peer_fixtures import HOST0
 
 BACKEND_USER = "relation_id_7"
@@ -61,16 +60,7 @@ user = postgres
 """
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from ops import pebble, testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from charm import PgBouncerK8sCharm
 from domain.backend_service import NO_BACKEND
 from domain.peer_data import Acknowledgement
 from domain.peer_sync import NOT_REACHABLE
@@ -26,17 +25,7 @@ from tests.unit.charm_harness import (
 )
 from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A, CFG_B, CFG_BAD, CFG_PORT, HOST0, HOST1
 
-
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 @pytest.fixture

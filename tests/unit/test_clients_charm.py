@@ -18,10 +18,9 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from charm import PgBouncerK8sCharm
 from domain.peer_data import Acknowledgement
 from localenv.net import free_port
-from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
+from tests.unit.charm_harness import MODEL, container, context, read_file, write_files
 from tests.unit.peer_fixtures import HOST0, HOST1, HOST2
 
 # Fixed relation ids: an id left to ops.testing could be any number, 5 included.
@@ -67,16 +66,7 @@ HANDED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 def ack_of(cfg: str | None, auth: str | None) -> dict[str, str]:

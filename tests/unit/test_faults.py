@@ -13,7 +13,6 @@ import ops
 import pytest
 from ops import pebble, testing
 
-from charm import PgBouncerK8sCharm
 from tests.unit.charm_harness import PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A, CFG_B
 from tests.unit.test_charm import ack_of, follower_state
@@ -21,9 +20,7 @@ from tests.unit.test_charm import ack_of, follower_state
 HOST0_ACK = ack_of(CFG_A, AUTH_A)
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 @pytest.fixture

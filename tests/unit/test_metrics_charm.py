@@ -15,10 +15,9 @@ from ops import pebble, testing
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from adapters.pebble.exporters import LAYER_LABEL as EXPORTER_LAYER
 from adapters.pebble.exporters import exporter_layer
-from app.charm import PgBouncerK8sCharm
 from domain.observability import ExporterSpec
 from tests.pebble_double import PebbleWorld
-from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file
+from tests.unit.charm_harness import MODEL, container, context, read_file
 from tests.unit.peer_fixtures import HOST0, HOST1
 from tests.unit.test_charm import ack_of
 from tests.unit.test_observability_charm import STATS_PASSWORD, backend, leader_state, metrics
@@ -53,16 +52,7 @@ SPECS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 def settled_with_exporters(folder: pathlib.Path, *relations: testing.Relation) -> testing.State:

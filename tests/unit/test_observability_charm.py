@@ -6,7 +6,6 @@ and the auth file are read back from disk; the Pebble plan is read from the outp
 
 import json
 import os
-import pathlib
 import stat
 import subprocess
 import sys
@@ -38,16 +37,7 @@ STATS_PASSWORD = "0123456789abcdef0123456789abcdef"
 APP = "pgbouncer-k8s"
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 def metrics() -> testing.Relation:

@@ -16,16 +16,12 @@ from ops import pebble, testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from adapters.pebble.layer import LAYER_LABEL, WORKLOAD_USER, pgbouncer_layer, service_names
-from app.charm import PgBouncerK8sCharm
 from domain.peer_data import Acknowledgement
 from tests.pebble_double import BACKOFF, PebbleWorld
 from tests.unit.charm_harness import DEFAULT_PORT, MODEL, container, context, write_files
 from tests.unit.peer_fixtures import AUTH_A, CFG_A, CFG_B, CFG_PORT, HOST0, HOST1
 
-
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", 2)
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from ops import testing
 
 from adapters.juju.refresh_steps import MIGRATION_FAILED
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL, open_store
-from app.charm import PgBouncerK8sCharm
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import AUTH_A, CFG_A, CFG_B, HOST0, HOST1
 from tests.unit.test_charm import ack_of, backend, store_secret
@@ -40,16 +39,7 @@ DONE_APP_KEYS = {"cfg_file", "leader_hostname", SECRET_ID_KEY, "store_digest", "
 MOVING = "moving 3 plain-text credential(s) from the peer databag into the peer secret"
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 def seed_leader(folder: pathlib.Path, files: bool = False) -> testing.State:

@@ -20,7 +20,6 @@ from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from adapters.pebble.layer import WORKLOAD_USER
-from app.charm import PgBouncerK8sCharm
 from domain.pgb_config import parse_pgb_ini
 from domain.tls import NO_CERTIFICATE
 from localenv.tls_provider import CertificateAuthority
@@ -38,16 +37,7 @@ TLS_SETTINGS = (
 CFG_TLS = CFG_A.replace("listen_addr = *\n", TLS_SETTINGS + "listen_addr = *\n")
 
 
-@pytest.fixture(autouse=True)
-def _two_processes(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(PgBouncerK8sCharm, "processes", PROCESSES)
-
-
-@pytest.fixture
-def folder(tmp_path: pathlib.Path) -> pathlib.Path:
-    path = tmp_path / "pgbouncer"
-    path.mkdir()
-    return path
+pytestmark = pytest.mark.usefixtures("two_processes")
 
 
 @pytest.fixture
