@@ -1,6 +1,8 @@
 """Fixtures for the ``real`` tests: a throwaway PostgreSQL and a workload folder.
 
-Both check at teardown that nothing they started is still running.
+Both check at teardown that nothing they started is still running. The PostgreSQL is shared by
+the whole session, so every module using it must also leave it as it found it (no role,
+database, schema, grant or registry row left over): ``postgres_left_clean`` checks that.
 """
 
 import os
@@ -10,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import children, pgrep
 
@@ -44,3 +47,72 @@ def workload_dir() -> Iterator[str]:
         assert pgrep(path) == [], "pgbouncer processes left running"
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# What a module may not leave on the session's PostgreSQL: one catalog query in the maintenance
+# database (roles, role memberships, databases and schemas with their grants), plus the charm's
+# client registry when it exists. Client databases' own contents go with the databases. Grants
+# are compared as in effect: a default ACL written out (a GRANT then its REVOKE) is no change.
+_CATALOG = """
+SELECT 'role ' || quote_ident(rolname) FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_'
+UNION ALL
+SELECT 'membership ' || quote_ident(m.rolname) || ' in ' || quote_ident(g.rolname)
+  FROM pg_catalog.pg_auth_members a
+  JOIN pg_catalog.pg_roles m ON m.oid = a.member
+  JOIN pg_catalog.pg_roles g ON g.oid = a.roleid
+ WHERE g.rolname !~ '^pg_'
+UNION ALL
+SELECT 'database ' || quote_ident(datname)
+       || ' grants ' || coalesce(datacl, acldefault('d', datdba))::text
+  FROM pg_catalog.pg_database
+UNION ALL
+SELECT 'schema ' || quote_ident(nspname) || ' (in postgres)'
+       || ' grants ' || coalesce(nspacl, acldefault('n', nspowner))::text
+  FROM pg_catalog.pg_namespace
+ WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+"""
+
+
+def _leftovers_snapshot(cluster: PostgresCluster) -> set[str]:
+    """What the session's PostgreSQL holds that a module could leave behind, one line each."""
+    found = set(cluster.psql(_CATALOG).splitlines())
+    if f"schema {REGISTRY_SCHEMA} (in postgres)" in {line.split(" grants ")[0] for line in found}:
+        registry = f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
+        if cluster.psql(f"SELECT to_regclass('{registry}') IS NOT NULL") == "t":
+            rows = cluster.psql(
+                f"SELECT 'registry row ' || datname || ' of ' || application FROM {registry}"
+            )
+            found.update(rows.splitlines())
+    return found
+
+
+def _uses_postgres(module: pytest.Module, session: pytest.Session) -> bool:
+    return any(
+        "postgres" in getattr(item, "fixturenames", ())
+        for item in session.items
+        if item.getparent(pytest.Module) is module
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def postgres_left_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module that uses the session's PostgreSQL leaves it as it found it.
+
+    The server is shared by every module of the session: a role, database, schema, grant or
+    registry row one module leaves can make a later one fail, depending on the run order.
+    Modules that do not use ``postgres`` are not checked (and do not start it).
+    """
+    module = request.node
+    if not isinstance(module, pytest.Module) or not _uses_postgres(module, request.session):
+        yield
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    before = _leftovers_snapshot(cluster)
+    yield
+    after = _leftovers_snapshot(cluster)
+    left, gone = sorted(after - before), sorted(before - after)
+    if left or gone:
+        lines = [f"{module.nodeid} did not leave the session's PostgreSQL as it found it:"]
+        lines += [f"  left behind: {line}" for line in left]
+        lines += [f"  taken away:  {line}" for line in gone]
+        pytest.fail("\n".join(lines), pytrace=False)
