@@ -31,11 +31,13 @@ APP_PASSWORD = secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="module")
-def app_user(postgres: PostgresCluster) -> str:
-    """A login role in PostgreSQL, also listed in the auth file (and pgbouncer's admin)."""
+def app_user(postgres: PostgresCluster) -> Iterator[str]:
+    """A login role in PostgreSQL, also listed in the auth file (and pgbouncer's admin); dropped
+    after the module (the server is the session's)."""
     postgres.psql(f"DROP ROLE IF EXISTS {APP_USER}")
     postgres.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
-    return APP_USER
+    yield APP_USER
+    postgres.psql(f"DROP ROLE {APP_USER}")
 
 
 @pytest.fixture
