@@ -37,11 +37,7 @@ import psycopg
 import pytest
 from cryptography import x509
 
-from adapters.postgres.auth_setup import make_dsn, remove_auth
-from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE
-from domain.backend import auth_user_for
 from domain.charm_config import CharmConfig, initial_config
-from domain.clients import owner_role
 from domain.observability import (
     STATS_USER,
     exporters,
@@ -57,12 +53,13 @@ from domain.pgb_config import (
 )
 from domain.tls import ClientTlsFiles, TlsInPlace, TlsIntent, apply_tls_intent
 from localenv.binaries import pg_program
-from localenv.juju_model import APP, MultiUnitModel
+from localenv.juju_model import MultiUnitModel
 from localenv.local_workload import CONSOLE_NAME, LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import pgrep
 from localenv.tls_provider import CertificateAuthority
+from tests.charm_leftovers import drop_what_the_charm_made
 
 pytestmark = pytest.mark.real
 
@@ -128,37 +125,6 @@ def ca_file(
     path = tmp_path_factory.mktemp("ca") / "ca.pem"
     path.write_text(ca.pem)
     return ca, str(path)
-
-
-def drop_what_the_charm_made(postgres: PostgresCluster, client_databases: list[str]) -> None:
-    """Take off the session's PostgreSQL what a model's charm made there: the client
-    databases, their owner and login roles and their registry rows, the database the backend
-    relation asked for, and pgbouncer's auth role with its grants.
-
-    The auth role matters beyond this module: its grant on the shared ``pgbouncer_auth`` schema
-    of ``postgres`` keeps that schema alive when a later charm removes its own auth role, and
-    the later charm's backend role, which then owns the schema, cannot be dropped.
-    """
-    for database in (*client_databases, APP):
-        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    registry = f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
-    if postgres.psql(f"SELECT to_regclass('{registry}') IS NOT NULL") == "t":
-        names = ", ".join(f"'{database}'" for database in client_databases)
-        postgres.psql(f"DELETE FROM {registry} WHERE datname IN ({names})")
-    for database in client_databases:
-        owner = owner_role(database)
-        members = postgres.psql(
-            "SELECT m.rolname FROM pg_auth_members a"
-            " JOIN pg_roles m ON m.oid = a.member JOIN pg_roles o ON o.oid = a.roleid"
-            f" WHERE o.rolname = '{owner}'"
-        ).split()
-        for role in [*members, owner]:
-            if postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == "1":
-                postgres.psql(f'REASSIGN OWNED BY "{role}" TO "{postgres.superuser}"')
-                postgres.psql(f'DROP OWNED BY "{role}"')
-                postgres.psql(f'DROP ROLE "{role}"')
-    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
-    remove_auth(superuser, auth_user_for(postgres.superuser), ["postgres"])
 
 
 @pytest.fixture
