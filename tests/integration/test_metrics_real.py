@@ -60,10 +60,12 @@ STATS_PASSWORD = secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
-def app_user(postgres: PostgresCluster) -> str:
+def app_user(postgres: PostgresCluster) -> Iterator[str]:
+    """A login role for the clients; dropped after the module (the server is the session's)."""
     postgres.psql(f"DROP ROLE IF EXISTS {APP_USER}")
     postgres.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
-    return APP_USER
+    yield APP_USER
+    postgres.psql(f"DROP ROLE {APP_USER}")
 
 
 @pytest.fixture
