@@ -19,14 +19,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from adapters.postgres.auth_setup import make_dsn, remove_auth
-from domain.backend import auth_user_for
 from domain.peer_data import is_store_key
 from localenv.juju_model import CONFIG_CHANGED, UPGRADE_CHARM, MultiUnitModel
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, psql
 from localenv.processes import pgrep
 from localenv.revision_runner import RevisionRunner, checkout
+from tests.charm_leftovers import drop_what_the_charm_made
 
 PREVIOUS = "9b624b0"
 RECORDING = json.loads(
@@ -206,17 +205,10 @@ def served(postgres: PostgresCluster) -> Iterator[MultiUnitModel]:
     ) as model:
         yield model
     assert pgrep(model.base_dir) == [], "pgbouncer processes left running"
-    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
-    for database in (CLIENT_DB, "pgbouncer-k8s"):
-        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    for (role,) in [r.split("|") for r in postgres.psql(CLIENT_ROLES).split()]:
-        postgres.psql(f"DROP OWNED BY {role}")
-        postgres.psql(f"DROP ROLE {role}")
-    remove_auth(superuser, auth_user_for(postgres.superuser), ["postgres"])
+    drop_what_the_charm_made(postgres, [CLIENT_DB])
 
 
 CLIENT_DB = "refresh_db"
-CLIENT_ROLES = "SELECT rolname FROM pg_roles WHERE rolname LIKE 'relation\\_id\\_%'"
 
 
 @pytest.mark.real
