@@ -32,7 +32,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.postgres.auth_setup import make_dsn, remove_auth
 from domain.backend import auth_user_for
 from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
@@ -40,6 +39,7 @@ from localenv.juju_model import APP_CHANGED, MultiUnitModel
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, psql
 from localenv.processes import pgrep, tcp_listeners, wait_until
+from tests.charm_leftovers import drop_what_the_charm_made
 
 pytestmark = pytest.mark.real
 
@@ -57,13 +57,16 @@ def auth_file() -> str:
 
 
 @pytest.fixture(scope="module")
-def app_db(postgres: PostgresCluster) -> str:
-    """A login role owning a database, for clients going through pgbouncer."""
+def app_db(postgres: PostgresCluster) -> Iterator[str]:
+    """A login role owning a database, for clients going through pgbouncer; both dropped
+    after the module (the server is the session's)."""
     postgres.psql(f"DROP DATABASE IF EXISTS {APP_DB}")
     postgres.psql(f"DROP ROLE IF EXISTS {APP_USER}")
     postgres.psql(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{APP_PASSWORD}'")
     postgres.psql(f"CREATE DATABASE {APP_DB} OWNER {APP_USER}")
-    return APP_DB
+    yield APP_DB
+    postgres.psql(f"DROP DATABASE {APP_DB} WITH (FORCE)")
+    postgres.psql(f"DROP ROLE {APP_USER}")
 
 
 @pytest.fixture
@@ -467,14 +470,7 @@ def related(postgres: PostgresCluster) -> Iterator[MultiUnitModel]:
     ) as model:
         yield model
     assert pgrep(model.base_dir) == [], "pgbouncer processes left running"
-    superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
-    for database in (CLIENT_DB, "pgbouncer-k8s"):
-        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    exists = "SELECT count(*) FROM pg_roles WHERE rolname = 'relation_id_4'"
-    if postgres.psql(exists) == "1":
-        postgres.psql("DROP OWNED BY relation_id_4")
-        postgres.psql("DROP ROLE relation_id_4")
-    remove_auth(superuser, auth_user_for(postgres.superuser), ["postgres"])
+    drop_what_the_charm_made(postgres, [CLIENT_DB])
 
 
 def test_real_relations_serve_a_client_through_every_unit_and_a_new_unit(
