@@ -23,17 +23,18 @@ import psycopg
 import pytest
 
 from adapters.postgres.auth_setup import install_auth, make_dsn, remove_auth
-from adapters.postgres.clients import REGISTRY_SCHEMA, REGISTRY_TABLE, create_client, role_mark
+from adapters.postgres.clients import create_client, role_mark
 from domain.backend import BackendEndpoints, HostPort, with_auth_query
 from domain.budget import connection_budget
 from domain.charm_config import CharmConfig, initial_config
-from domain.clients import ClientApp, ClientRequest, owner_role, with_client
+from domain.clients import ClientApp, ClientRequest, with_client
 from domain.pgb_config import parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
 from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster
 from localenv.processes import pgrep
+from tests.charm_leftovers import drop_client_databases
 
 pytestmark = pytest.mark.real
 
@@ -114,14 +115,7 @@ def setup(postgres: PostgresCluster) -> Iterator[dict]:
         for base in bases:
             assert pgrep(base) == [], "pgbouncer processes left running"
             shutil.rmtree(base, ignore_errors=True)
-        for request, _ in clients:
-            postgres.psql(f'DROP DATABASE IF EXISTS "{request.database}" WITH (FORCE)')
-            postgres.psql(
-                f"DELETE FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
-                f" WHERE datname = '{request.database}'"
-            )
-            postgres.psql(f"DROP ROLE IF EXISTS {request.user}")
-            postgres.psql(f"DROP ROLE IF EXISTS {owner_role(request.database)}")
+        drop_client_databases(postgres, [request.database for request, _ in clients])
         superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
         remove_auth(superuser, auth_user, ["postgres"])
         postgres.psql(f"DROP ROLE {admin}")

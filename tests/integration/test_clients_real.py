@@ -32,6 +32,7 @@ from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.processes import pgrep
+from tests.charm_leftovers import drop_client_databases
 from tests.unit.charm_harness import CONFIG, META, MODEL
 from tests.unit.peer_fixtures import HOST0, HOST1
 from tests.v1_client import V1ClientCharm
@@ -101,13 +102,11 @@ def world(postgres: PostgresCluster) -> Iterator[World]:
     )
     yield world
     superuser = make_dsn(postgres.host, postgres.port, postgres.superuser, postgres.password)
-    for database in (world.client_database, backend_database):
-        postgres.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    drop_client_databases(postgres, [world.client_database])
+    postgres.psql(f'DROP DATABASE IF EXISTS "{backend_database}" WITH (FORCE)')
     remove_auth(superuser, auth_user_for(backend_user), ["postgres"])
-    postgres.psql(
-        f"DELETE FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE} WHERE datname = '{world.client_database}'"
-    )
-    for role in (world.client_user, owner_role(world.client_database), backend_user):
+    # The client's user too when it is no member of the owner role (a test made it first).
+    for role in (world.client_user, backend_user):
         exists = postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
         if exists == "1":
             postgres.psql(f"REASSIGN OWNED BY {role} TO {postgres.superuser}")

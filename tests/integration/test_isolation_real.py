@@ -38,6 +38,7 @@ from localenv.local_workload import LocalWorkload
 from localenv.net import free_port
 from localenv.postgres_cluster import PostgresCluster, PostgresError, psql
 from localenv.processes import pgrep
+from tests.charm_leftovers import forget_in_registry
 
 pytestmark = pytest.mark.real
 
@@ -154,9 +155,7 @@ class Backend:
         for database in self.databases:
             quoted = database.replace('"', '""')
             self.as_admin(f'DROP DATABASE IF EXISTS "{quoted}" WITH (FORCE)')
-            self.as_admin(
-                f"DELETE FROM {REGISTRY_SCHEMA}.{REGISTRY_TABLE} WHERE datname = '{database}'"
-            )
+        forget_in_registry(self.pg, list(self.databases))
         remove_auth(superuser, self.auth_user, ["postgres"])
         for role in [
             *sorted(self.roles, key=lambda r: not r.startswith("relation_id")),
