@@ -76,7 +76,7 @@ SELECT 'schema ' || quote_ident(nspname) || ' (in postgres)'
 def _leftovers_snapshot(cluster: PostgresCluster) -> set[str]:
     """What the session's PostgreSQL holds that a module could leave behind, one line each."""
     found = set(cluster.psql(_CATALOG).splitlines())
-    if f"schema {REGISTRY_SCHEMA} (in postgres)" in {line.split(" grants ")[0] for line in found}:
+    if f"schema {REGISTRY_SCHEMA} (in postgres)" in {_grants(line)[0] for line in found}:
         registry = f"{REGISTRY_SCHEMA}.{REGISTRY_TABLE}"
         if cluster.psql(f"SELECT to_regclass('{registry}') IS NOT NULL") == "t":
             rows = cluster.psql(
@@ -110,9 +110,30 @@ def postgres_left_clean(request: pytest.FixtureRequest) -> Iterator[None]:
     before = _leftovers_snapshot(cluster)
     yield
     after = _leftovers_snapshot(cluster)
-    left, gone = sorted(after - before), sorted(before - after)
-    if left or gone:
+    if after != before:
         lines = [f"{module.nodeid} did not leave the session's PostgreSQL as it found it:"]
-        lines += [f"  left behind: {line}" for line in left]
-        lines += [f"  taken away:  {line}" for line in gone]
+        lines += _differences(before, after)
         pytest.fail("\n".join(lines), pytrace=False)
+
+
+def _differences(before: set[str], after: set[str]) -> list[str]:
+    """One line per object left behind, taken away, or whose grants changed."""
+    then = dict(_grants(line) for line in before)
+    now = dict(_grants(line) for line in after)
+    lines = [f"  left behind: {name}{_shown(now[name])}" for name in sorted(now.keys() - then)]
+    lines += [f"  taken away:  {name}{_shown(then[name])}" for name in sorted(then.keys() - now)]
+    lines += [
+        f"  grants changed: {name} {then[name]} -> {now[name]}"
+        for name in sorted(now.keys() & then.keys())
+        if now[name] != then[name]
+    ]
+    return lines
+
+
+def _grants(line: str) -> tuple[str, str]:
+    name, _, grants = line.partition(" grants ")
+    return name, grants
+
+
+def _shown(grants: str) -> str:
+    return f" grants {grants}" if grants else ""
