@@ -4,9 +4,17 @@ Every hook of a unit reads its pgbouncer.ini and every peer event parses the lea
 copy, so ``parse_pgb_ini`` and ``render_pgb_ini`` run on each of them; a charm serving many
 client relations has one ``[databases]`` entry per relation database. This builds such a
 configuration (the settings ``initial_config`` renders, 1,000 databases shaped like the charm's
-entries, one in five with a password that needs quoting), then times one round trip
-``render_pgb_ini(parse_pgb_ini(text))`` per run and reports the median. The target is a median
-of at most 3 ms.
+entries, one in five with a password that needs quoting) and times, per run:
+
+- the lazy round trip ``render_pgb_ini(parse_pgb_ini(text))``: a canonical text takes the
+  parser's fast path, which proves every entry valid but splits none;
+- the real hook's work (the target, a median of at most 3 ms): parse, every entry split into
+  its parameters (as comparing two configurations or looking entries up does), and the main
+  file plus the per-process copies rendered (``per_process_config``, 2 processes), as a unit
+  writing the file does.
+
+Times are CPU time (``time.process_time``): the machine is shared, and wall time would
+count the other processes' turns.
 
 ``measure()`` returns the figures for ``bench/run.py``; ``main()`` prints them as a table row.
 """
@@ -19,11 +27,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from domain.charm_config import CharmConfig, initial_config
-from domain.pgb_config import ConnString, PgbConfig, parse_pgb_ini, render_pgb_ini
+from domain.pgb_config import (
+    ConnString,
+    PgbConfig,
+    parse_pgb_ini,
+    per_process_config,
+    render_pgb_ini,
+)
 
 DATABASES = 1000
 RUNS = 60
 TARGET_MS = 3.0
+PROCESSES = 2
 
 
 def build_config(databases: int = DATABASES, quoted_every: int = 5) -> PgbConfig:
@@ -50,15 +65,33 @@ def build_config(databases: int = DATABASES, quoted_every: int = 5) -> PgbConfig
     return PgbConfig(databases=entries, pgbouncer=cfg.pgbouncer, users=cfg.users, peers=cfg.peers)
 
 
-def _round_trips(text: str, runs: int) -> list[float]:
-    if render_pgb_ini(parse_pgb_ini(text)) != text:
-        raise AssertionError("the round trip changed the text")
+def _lazy_round_trip(text: str) -> None:
+    render_pgb_ini(parse_pgb_ini(text))
+
+
+def hook_round_trip(text: str, processes: int = PROCESSES) -> list[str]:
+    """What a unit does with a new file: parse, every entry split, main and copies rendered."""
+    cfg = parse_pgb_ini(text)
+    for _name, conn in cfg.databases:
+        conn.get("dbname")  # splits the entry into its parameters
+    return [render_pgb_ini(cfg)] + [
+        render_pgb_ini(per_process_config(cfg, index)) for index in range(processes)
+    ]
+
+
+def _timings(work, text: str, runs: int) -> list[float]:
     timings: list[float] = []
     for _ in range(runs):
-        start = time.perf_counter()
-        render_pgb_ini(parse_pgb_ini(text))
-        timings.append((time.perf_counter() - start) * 1000)
+        start = time.process_time()
+        work(text)
+        timings.append((time.process_time() - start) * 1000)
     return timings
+
+
+def _round_trips(text: str, runs: int) -> list[float]:
+    if render_pgb_ini(parse_pgb_ini(text)) != text or hook_round_trip(text)[0] != text:
+        raise AssertionError("the round trip changed the text")
+    return _timings(_lazy_round_trip, text, runs)
 
 
 def measure(runs: int = RUNS) -> dict[str, float]:
@@ -70,7 +103,10 @@ def measure(runs: int = RUNS) -> dict[str, float]:
     text = render_pgb_ini(build_config())
     mixed = _round_trips(text, runs)
     unquoted = _round_trips(render_pgb_ini(build_config(quoted_every=0)), runs)
+    split = _timings(hook_round_trip, text, runs)
     return {
+        "hook_1000_dbs_median_ms": statistics.median(split),
+        "hook_1000_dbs_min_ms": min(split),
         "parse_render_1000_dbs_median_ms": statistics.median(mixed),
         "parse_render_1000_dbs_min_ms": min(mixed),
         "parse_render_1000_dbs_unquoted_median_ms": statistics.median(unquoted),
@@ -82,16 +118,18 @@ def measure(runs: int = RUNS) -> dict[str, float]:
 
 def main() -> None:
     figures = measure()
-    median = figures["parse_render_1000_dbs_median_ms"]
+    median = figures["hook_1000_dbs_median_ms"]
     verdict = "ok" if median <= TARGET_MS else "SLOW"
-    unquoted = figures["parse_render_1000_dbs_unquoted_median_ms"]
-    print(f"{'benchmark':<40} {'median ms':>10} {'min ms':>8} {'target':>7} {'runs':>5}")
+    print(f"{'benchmark (CPU ms)':<44} {'median':>8} {'min':>8} {'target':>7} {'runs':>5}")
     print(
-        f"{'pgb_config parse+render 1,000 dbs':<40} {median:>10.2f} "
-        f"{figures['parse_render_1000_dbs_min_ms']:>8.2f} {TARGET_MS:>7.1f} "
+        f"{'parse, split, render + copies, 1,000 dbs':<44} {median:>8.2f} "
+        f"{figures['hook_1000_dbs_min_ms']:>8.2f} {TARGET_MS:>7.1f} "
         f"{int(figures['runs']):>5}  {verdict}"
     )
-    print(f"{'  same, no value needing quotes':<40} {unquoted:>10.2f}")
+    lazy = figures["parse_render_1000_dbs_median_ms"]
+    print(f"{'  lazy round trip (nothing split)':<44} {lazy:>8.2f}")
+    unquoted = figures["parse_render_1000_dbs_unquoted_median_ms"]
+    print(f"{'  same, no value needing quotes':<44} {unquoted:>8.2f}")
 
 
 if __name__ == "__main__":
