@@ -6,4 +6,4 @@ test:
 demo:
 	bash scripts/setup.sh && .venv/bin/python -m demo
 bench:
-	bash scripts/setup.sh && .venv/bin/python bench/run.py
+	bash scripts/setup.sh --bench && .venv/bin/python bench/run.py

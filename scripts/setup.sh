@@ -2,6 +2,8 @@
 # Installs what the tests and the demo need on a fresh Debian machine: Debian's pgbouncer and
 # PostgreSQL (the real programs the integration tests and the demo start), and a virtualenv in
 # .venv with the pinned Python packages. Safe to run again: it installs only what is missing.
+# With --bench (make bench) it also installs valgrind, whose callgrind counts the instructions
+# of the import-cost benchmark; nothing else needs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # (a Python one, not the image's Go exporter) is tried against pgbouncer 1.18 by a real test.
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus-pgbouncer-exporter >/dev/null 2>&1 || need_apt+=(prometheus-pgbouncer-exporter)
+if [ "${1:-}" = "--bench" ]; then
+    command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} with apt-get"
     if [ "$(id -u)" -ne 0 ]; then
