@@ -50,6 +50,7 @@ from collections.abc import Iterable
 import attrs
 
 from domain.errors import InvalidAuthFile
+from domain.values import value_class
 
 # pgbouncer 1.18's MAX_USERNAME and MAX_PASSWORD: a field whose written form (doubled quotes
 # included) reaches these many bytes makes pgbouncer stop reading the file.
@@ -157,7 +158,7 @@ def _check_secret(instance: AuthEntry, _attribute: attrs.Attribute[str], secret:
         raise InvalidAuthFile(f"auth entry for user {instance.user!r}: {problem}")
 
 
-@attrs.frozen
+@value_class
 class AuthEntry:
     """One user and the secret pgbouncer checks its password against (and logs in with)."""
 
@@ -190,7 +191,7 @@ def _check_unique(
             raise InvalidAuthFile(f"auth file: user {after.user!r} appears more than once")
 
 
-@attrs.frozen
+@value_class
 class AuthFile:
     """The whole auth file: at most one entry per user, sorted by user name."""
 

@@ -28,6 +28,7 @@ import attrs
 from domain.budget import ConnectionBudget
 from domain.errors import InvalidCharmConfig
 from domain.pgb_config import AUTH_PATH, PGB_DIR, POOL_MODES, PgbConfig
+from domain.values import value_class
 
 __all__ = ["POOL_MODES", "CharmConfig", "apply_charm_config", "initial_config"]
 
@@ -37,7 +38,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-@attrs.frozen
+@value_class
 class CharmConfig:
     """The charm's options, validated: ``InvalidCharmConfig`` names the bad one."""
 

@@ -25,6 +25,7 @@ import attrs
 
 from domain.errors import InvalidPeerData
 from domain.pgb_version import PgbVersion
+from domain.values import value_class
 
 CFG_FILE_KEY = "cfg_file"
 LEADER_HOSTNAME_KEY = "leader_hostname"
@@ -100,7 +101,7 @@ def _digest(_instance: object, attribute: attrs.Attribute[str], value: str) -> N
         raise InvalidPeerData(f"{attribute.name}: not a content digest")
 
 
-@attrs.frozen
+@value_class
 class AppPeerData:
     """The plain part of the application databag."""
 
@@ -108,7 +109,7 @@ class AppPeerData:
     leader_hostname: str | None = attrs.field(default=None, validator=_hostname)
 
 
-@attrs.frozen
+@value_class
 class StoreContents:
     """What the peer secret store holds: the auth file and the client relations' passwords."""
 
@@ -119,7 +120,7 @@ class StoreContents:
         return dict(self.passwords).get(relation_id)
 
 
-@attrs.frozen
+@value_class
 class Acknowledgement:
     """What a unit has applied: the digests of its two files, and whether the apply worked.
 
@@ -142,7 +143,7 @@ class Acknowledgement:
         )
 
 
-@attrs.frozen
+@value_class
 class UnitPeerData:
     """One unit's databag."""
 

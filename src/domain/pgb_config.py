@@ -79,23 +79,29 @@ character-by-character scanner, the reference for pgbouncer's grammar, takes eve
 and a ``ConnString`` keeps its rendered text, so rendering what was just parsed costs nothing. A
 large ``[databases]`` section exactly as ``render_pgb_ini`` writes it takes a faster path: one
 regex pass over the whole section proves every line valid (known keys in sorted order, typed
-values, canonical quoting), and each entry's parameters are split out of its text only when
-first used. Whatever that regex does not take goes the general way, and the tests check that
-both ways accept, refuse and build alike.
+values, canonical quoting), and the entries' parameters are then split out of their texts all
+at once, by str methods (``_split_rendered``). Whatever that regex does not take goes the
+general way, and the tests check that both ways accept, refuse and build alike. The last few
+parses are kept (``parse_pgb_ini`` is cached: a ``PgbConfig`` never changes), since one hook
+meets the same text in the domain, in the effect that validates itself and in the adapter.
 """
 
 import enum
 import functools
 import itertools
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter, lt
-from typing import TYPE_CHECKING, TypeVar, cast
+from itertools import repeat
+from operator import add as _add
+from operator import itemgetter, lt, methodcaller
+from typing import TypeVar, cast
 
 import attrs
 
 from domain.errors import InvalidPgbConfig
 from domain.pgb_version import min_version
+from domain.values import value_class
 
 PGB_DIR = "/var/lib/postgresql/pgbouncer"
 CFG_PATH = PGB_DIR + "/pgbouncer.ini"
@@ -531,7 +537,7 @@ def _quote(value: str) -> str:
     return value
 
 
-@attrs.frozen
+@value_class
 class ConnString:
     """One ``[databases]`` or ``[peers]`` entry: ``key=value`` pairs, sorted by key.
 
@@ -566,23 +572,6 @@ class ConnString:
             _set(self, "_text", text)
         return text
 
-    if not TYPE_CHECKING:  # type checkers keep flagging unknown attributes
-
-        def __getattr__(self, name: str) -> object:
-            # Only reached for a slot that is not set: parse_pgb_ini leaves params and _by_key
-            # of the entries it proved valid unset (see _lazy_conn), and they are split out of
-            # the rendered text on first use. Any other missing attribute is an AttributeError.
-            if name in _LAZY_CONN_SLOTS:
-                text = object.__getattribute__(self, "_text")
-                pairs = [
-                    (key, plain or quoted.replace("''", "'"))
-                    for key, quoted, plain in _QUOTED_PAIR_RE.findall(text)
-                ]
-                _set(self, "params", tuple(pairs))
-                _set(self, "_by_key", dict(pairs))
-                return object.__getattribute__(self, name)
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     def get(self, key: str) -> str | None:
         """The value of ``key``, or None."""
         return self._by_key.get(key)
@@ -605,14 +594,44 @@ _QUOTED_CONN_RE = re.compile(
     r"[^ =']+=(?:'(?:[^']|'')+'|[^ ']+)(?: [^ =']+=(?:'(?:[^']|'')+'|[^ ']+))*"
 )
 _QUOTED_PAIR_RE = re.compile(r"(?:^| )([^ =']+)=(?:'((?:[^']|'')+)'|([^ ']+))")
-_LAZY_CONN_SLOTS = frozenset({"params", "_by_key"})
 
 
-def _lazy_conn(text: str) -> ConnString:
-    """A ConnString of ``text``, which ``_rendered_databases_re`` has matched: rendered text."""
-    conn = _new(ConnString)
-    _set(conn, "_text", text)
-    return conn
+def _split_rendered(texts: list[str]) -> list[ConnString]:
+    """The ConnStrings of ``texts``, each of which ``_rendered_databases_re`` has matched.
+
+    Such a text is proved valid and canonical, so only the splitting is left, and it is done
+    for all of them at once, in C-level passes where it can: the texts without a quote
+    (single spaces between ``key=value`` words, no key holding '=') are joined and split by
+    str methods, cut back into entries by their word counts, and the slots of the new values
+    are filled by ``map``; a text with a quoted value is split by its regex.
+    """
+    simple = [bool(text) and "'" not in text for text in texts]
+    plain = list(itertools.compress(texts, simple))
+    words = " ".join(plain).split(" ") if plain else []
+    pairs = [(key, value) for key, _, value in map(str.partition, words, repeat("="))]
+    ends = list(itertools.accumulate(map(_add, map(_count_spaces, plain), repeat(1))))
+    params: list[tuple[tuple[str, str], ...]] = list(
+        map(tuple, map(pairs.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    )
+    if len(plain) < len(texts):
+        split = iter(params)
+        params = [
+            next(split)
+            if is_simple
+            else tuple(
+                (key, plain_value or quoted.replace("''", "'"))
+                for key, quoted, plain_value in _QUOTED_PAIR_RE.findall(text)
+            )
+            for text, is_simple in zip(texts, simple, strict=True)
+        ]
+    conns = list(map(_new, repeat(ConnString, len(texts))))
+    by_key: list[dict[str, str]] = [dict(pairs) for pairs in params]
+    for slot, values in (("params", params), ("_by_key", by_key), ("_text", texts)):
+        deque(map(getattr(ConnString, slot).__set__, conns, values), maxlen=0)
+    return conns
+
+
+_count_spaces = methodcaller("count", " ")
 
 
 # What render() writes for a value of each type of parameter, and nothing else: any other text
@@ -793,7 +812,7 @@ def _check_setting_value(key: str, value: str) -> str | None:
     return SETTINGS[key](value)
 
 
-@attrs.frozen
+@value_class
 class PgbConfig:
     """A whole pgbouncer.ini: validated, normalised (sorted), comparable with ``==``."""
 
@@ -872,9 +891,9 @@ class PgbConfig:
     def uses_database_param(self, key: str) -> bool:
         """Whether any ``[databases]`` entry sets parameter ``key``.
 
-        Entries parsed the fast way are split on first use (``_lazy_conn``), which costs a
-        regex pass per entry: their rendered text answers first, and only a text holding
-        ``key=`` somewhere (perhaps inside a quoted value) is split to be sure.
+        An entry's rendered text, when it has one, answers first (a substring test is
+        cheaper than a lookup per entry); only a text holding ``key=`` somewhere (perhaps
+        inside a quoted value) is asked for the parameter to be sure.
         """
         needle = key + "="
         for _, conn in self.databases:
@@ -945,8 +964,14 @@ def _config_with_checked_databases(
 # Text
 
 
+@functools.lru_cache(maxsize=4)
 def parse_pgb_ini(text: str) -> PgbConfig:
-    """The configuration in ``text``; ``InvalidPgbConfig`` names the first problem found."""
+    """The configuration in ``text``; ``InvalidPgbConfig`` names the first problem found.
+
+    A hook meets the same text several times (the domain validates what it adopts, the
+    effect validates itself, the workload adapter renders the per-process copies from it):
+    the last few results are kept, which is safe because a ``PgbConfig`` never changes.
+    """
     return _parse(text, _FAST_PATH_MIN_DATABASES)
 
 
@@ -1047,7 +1072,7 @@ def _parse_rendered(text: str, min_databases: int = 0) -> PgbConfig | None:
     Every line of the section must match ``_rendered_databases_re`` (one regex pass over the
     whole section), the names must be strictly increasing (sorted and unique), and the result
     must be what the general path would build: the rest of the text goes through the general
-    reader and PgbConfig's checks. An entry's parameters are split on first use.
+    reader and PgbConfig's checks. The entries are split in one go (``_split_rendered``).
     """
     end = text.find(_PGBOUNCER_HEADER)
     if end < len(_DATABASES_HEADER) or text[end - 1] != "\n":
@@ -1063,7 +1088,7 @@ def _parse_rendered(text: str, min_databases: int = 0) -> PgbConfig | None:
         names = [name for name, _ in found]
         if not all(map(_lt, names, itertools.islice(names, 1, None))) or "pgbouncer" in names:
             return None
-        conns = map(_lazy_conn, [conn[1:] for _, conn in found])
+        conns = _split_rendered([conn[1:] for _, conn in found])
         databases = tuple(zip(names, conns, strict=True))
     elif min_databases > 0:
         return None
@@ -1171,7 +1196,9 @@ def change_kind(old: PgbConfig | None, new: PgbConfig) -> ChangeKind:
     """NONE if equal; RESTART if there was none or a restart-only setting differs; else RELOAD."""
     if old is None:
         return ChangeKind.RESTART
-    if old == new:
+    # Equal configurations render to the same text and different ones to different texts;
+    # comparing texts (cached on parsed entries) spares splitting every entry of both.
+    if old is new or render_pgb_ini(old) == render_pgb_ini(new):
         return ChangeKind.NONE
     for key in RESTART_ONLY_SETTINGS:
         if old.setting(key) != new.setting(key):
@@ -1190,7 +1217,7 @@ def _non_negative_int(name: str) -> Callable[[object, object, int], None]:
     return check
 
 
-@attrs.frozen
+@value_class
 class PoolSizes:
     """The three pool-size settings of one pgbouncer process."""
 

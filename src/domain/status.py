@@ -14,6 +14,7 @@ import enum
 import attrs
 
 from domain.errors import InvalidStatus
+from domain.values import value_class
 
 
 class Severity(enum.IntEnum):
@@ -40,7 +41,7 @@ def _non_empty(_instance: object, attribute: attrs.Attribute[str], value: str) -
         raise InvalidStatus(f"{attribute.name} must not be empty")
 
 
-@attrs.frozen
+@value_class
 class StatusReason:
     severity: Severity
     message: str = attrs.field(converter=_status_text, validator=_non_empty)

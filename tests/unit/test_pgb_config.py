@@ -1105,14 +1105,19 @@ def test_text_in_another_shape_takes_the_general_path(line: str) -> None:
     assert _parsed(_fast_first, text) == _parsed(_general_only, text)
 
 
-def test_rendered_entries_are_split_on_first_use() -> None:
-    text = ini(databases="app = dbname=d host=h password='s3 cr''t' port=5432\nb =\n")
+def test_rendered_entries_are_split_in_bulk() -> None:
+    text = ini(
+        databases="a = dbname=a port=1\napp = dbname=d host=h password='s3 cr''t' port=5432\n"
+        "b =\nc = dbname=c user=u=v\n"
+    )
     cfg = pgb_config._parse_rendered(text)
     assert cfg is not None
+    # Plain entries around a quoted and an empty one each get their own parameters.
+    assert cfg.database("a") == ConnString({"dbname": "a", "port": "1"})
+    assert cfg.database("c") == ConnString({"dbname": "c", "user": "u=v"})
+    assert cfg.database("c").get("user") == "u=v"  # type: ignore[union-attr]
     conn = cfg.database("app")
     assert conn is not None
-    with pytest.raises(AttributeError):
-        object.__getattribute__(conn, "params")  # not split yet
     assert conn.render() == "dbname=d host=h password='s3 cr''t' port=5432"
     assert conn.get("password") == "s3 cr't"
     expected = ConnString({"dbname": "d", "host": "h", "password": "s3 cr't", "port": "5432"})
