@@ -17,7 +17,8 @@ key; every Juju converter (``backend``, ``clients``) uses both, and catches noth
 than ``cattrs.BaseValidationError`` and ``InvalidInput``.
 """
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cattrs
@@ -70,26 +71,36 @@ def _flag(value: object, _type: object) -> bool:
 peer_converter.register_structure_hook(str | None, optional_str)
 peer_converter.register_structure_hook(bool, _flag)
 peer_converter.register_unstructure_hook(bool, lambda value: _TRUE if value else _FALSE)
+
+
+# cattrs writes and compiles these functions' source; most hooks read no acknowledgement at
+# all (units write one only while the leader waits for it), so they are made on first use.
+@functools.cache
+def _ack_structure() -> Callable[[Mapping[str, Any], Any], Acknowledgement]:
+    return make_dict_structure_fn(
+        Acknowledgement,
+        peer_converter,
+        cfg_digest=override(rename=APPLIED_CFG_KEY),
+        auth_digest=override(rename=APPLIED_AUTH_KEY),
+        ok=override(rename=APPLY_OK_KEY),
+    )
+
+
+@functools.cache
+def _ack_unstructure() -> Callable[[Acknowledgement], dict[str, Any]]:
+    return make_dict_unstructure_fn(
+        Acknowledgement,
+        peer_converter,
+        cfg_digest=override(rename=APPLIED_CFG_KEY),
+        auth_digest=override(rename=APPLIED_AUTH_KEY),
+        ok=override(rename=APPLY_OK_KEY),
+    )
+
+
 peer_converter.register_structure_hook(
-    Acknowledgement,
-    make_dict_structure_fn(
-        Acknowledgement,
-        peer_converter,
-        cfg_digest=override(rename=APPLIED_CFG_KEY),
-        auth_digest=override(rename=APPLIED_AUTH_KEY),
-        ok=override(rename=APPLY_OK_KEY),
-    ),
+    Acknowledgement, lambda raw, type_: _ack_structure()(raw, type_)
 )
-peer_converter.register_unstructure_hook(
-    Acknowledgement,
-    make_dict_unstructure_fn(
-        Acknowledgement,
-        peer_converter,
-        cfg_digest=override(rename=APPLIED_CFG_KEY),
-        auth_digest=override(rename=APPLIED_AUTH_KEY),
-        ok=override(rename=APPLY_OK_KEY),
-    ),
-)
+peer_converter.register_unstructure_hook(Acknowledgement, lambda ack: _ack_unstructure()(ack))
 
 
 def _structure_unit(raw: Mapping[str, str], _type: object) -> UnitPeerData:
