@@ -85,8 +85,10 @@ def _count_pebble_calls(run) -> collections.Counter[str]:
 def _follower_run(folder: pathlib.Path, on_disk: str, published: str, auth: str):
     """One follower ``pgb-peers-relation-changed`` (unit 0; unit 1 leads) as a callable.
 
-    The container holds ``on_disk`` (the config this unit applied, and acknowledged) and
-    ``auth``; the leader published ``published`` and the same ``auth``.
+    The container holds ``on_disk`` (the config this unit applied: it remembers so, in its
+    StoredState, and acknowledged it, as a unit of an older revision would have) and
+    ``auth``; the leader published ``published`` and the same ``auth``, and asks for no
+    acknowledgement (``ack_wanted`` = none: no client waits).
     """
     from ops import testing
 
@@ -100,9 +102,22 @@ def _follower_run(folder: pathlib.Path, on_disk: str, published: str, auth: str)
     secret = store_secret(auth)
     peer = testing.PeerRelation(
         "pgb-peers",
-        local_app_data={"cfg_file": published, "leader_hostname": HOST1, "secret_id": secret.id},
+        local_app_data={
+            "cfg_file": published,
+            "leader_hostname": HOST1,
+            "secret_id": secret.id,
+            "ack_wanted": "none",
+        },
         local_unit_data={"hostname": HOST0, **ack_of(on_disk, auth)},
         peers_data={1: {"hostname": HOST1}},
+    )
+    applied = ack_of(on_disk, auth)
+    memory = testing.StoredState(
+        owner_path="PgBouncerK8sCharm",
+        content={
+            "applied_cfg": applied["applied_cfg_digest"],
+            "applied_auth": applied["applied_auth_digest"],
+        },
     )
     state = testing.State(
         leader=False,
@@ -110,6 +125,7 @@ def _follower_run(folder: pathlib.Path, on_disk: str, published: str, auth: str)
         containers={container(folder)},
         relations={peer, backend()},
         secrets={secret},
+        stored_states={memory},
     )
     ctx = context()
     return lambda: ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)

@@ -107,7 +107,14 @@ from adapters.juju import converters
 from adapters.juju.hostname import unit_hostname
 from adapters.juju.secret_store import SECRET_ID_KEY
 from charm import PgBouncerK8sCharm
-from domain.peer_data import AUTH_FILE_KEY, CFG_FILE_KEY, LEADER_HOSTNAME_KEY, UnitPeerData
+from domain.peer_data import (
+    ACK_WANTED_KEY,
+    AUTH_FILE_KEY,
+    CFG_FILE_KEY,
+    LEADER_HOSTNAME_KEY,
+    UnitPeerData,
+    content_digest,
+)
 from domain.ports import WorkloadPort
 from domain.status import Severity
 from domain.sync_status import sync_summary
@@ -568,10 +575,23 @@ class MultiUnitModel:
                 units[name] = converters.read_unit_data(self._unit_data[n], name)
             except ValueError as err:
                 problems.append(f"{name}: unreadable unit databag: {err}")
-        summary = sync_summary(cfg, auth, units)
+            # What the unit remembers running is what it shows and trusts on its next peer
+            # hook instead of reading its files: it must be what it runs.
+            if self.remembered_applied(n) != (content_digest(cfg), content_digest(auth)):
+                problems.append(f"{name}: remembers running other files than the published")
+        leader = self.unit_name(self._leader) if self._leader is not None else ""
+        summary = sync_summary(cfg, self._app_data.get(ACK_WANTED_KEY), units, leader)
         if summary.severity is not Severity.ACTIVE:
             problems.append(f"sync: {summary.message}")
         return problems
+
+    def remembered_applied(self, n: int) -> tuple[str, str] | None:
+        """The digests of the files unit ``n`` remembers its pgbouncer runs (its StoredState)."""
+        for stored in self._stored.get(n, ()):
+            content = dict(stored.content)
+            if "applied_cfg" in content:
+                return (content["applied_cfg"], content["applied_auth"])
+        return None
 
     def converged(self) -> bool:
         return not self.divergence()

@@ -40,6 +40,7 @@ from domain.effects import (
     PublishLeaderHostname,
     PublishProcesses,
     Reload,
+    RememberApplied,
     RememberBackendSetup,
     RememberClient,
     RememberExporters,
@@ -50,6 +51,7 @@ from domain.effects import (
     RemovePassword,
     RemoveStoredAuth,
     Report,
+    RequestAcknowledgements,
     RequestDatabase,
     Restart,
     RestrictClientRole,
@@ -177,6 +179,8 @@ class EffectApplier:
                 peers.publish_leader_hostname(hostname)
             case Acknowledge(ack):
                 peers.acknowledge(ack)
+            case RequestAcknowledgements(digest):
+                peers.request_acknowledgements(digest)
             case _:
                 return False
         return True
@@ -230,6 +234,8 @@ class EffectApplier:
         match effect:
             case RememberBackendSetup(digest):
                 memory.remember_backend(digest)
+            case RememberApplied(applied):
+                memory.remember_applied(applied)
             case RememberClient(relation_id, digest, database):
                 memory.remember_client(relation_id, digest, database)
             case RememberExporters(digest):

@@ -147,7 +147,8 @@ class PgBouncerK8sCharm(ops.CharmBase):
             port = converters.read_charm_config(self.config).listen_port
         except InvalidCharmConfig:
             port = None
-        event.add_status(_status(unit_status(self._reasons, port, self.processes)))
+        applied = UnitMemory(self._stored).applied()
+        event.add_status(_status(unit_status(self._reasons, port, self.processes, applied)))
 
     def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
         if not self.unit.is_leader() or self._reasons is None or self._adapters is None:
@@ -155,12 +156,9 @@ class PgBouncerK8sCharm(ops.CharmBase):
         adapters = self._adapters
         try:
             app = adapters.peers.app_data()
-            store = (
-                converters.read_store(adapters.store().read()) if adapters.peers.relation else None
-            )
-        except (InvalidPeerData, StoreUnavailable) as err:
+        except InvalidPeerData as err:
             event.add_status(ops.WaitingStatus(f"cannot read peer data: {err}"))
             return
         units = adapters.peers.units_data()
-        reason = app_status(self._reasons, app.cfg_file, store.auth_file if store else None, units)
+        reason = app_status(self._reasons, app, units, self.unit.name)
         event.add_status(_status(reason))

@@ -39,9 +39,9 @@ from adapters.juju.secret_store import StoreUnavailable, open_store
 from adapters.pebble.exporters import PebbleExporters
 from adapters.postgres.backend import PostgresBackend
 from domain.errors import InvalidCharmConfig, InvalidPeerData
-from domain.hook_view import BackendView, ClientView, EventKind, HookEvent, HookView
+from domain.hook_view import BackendView, ClientView, EventKind, HookEvent, HookView, Memory
 from domain.observability import PROCESSES_KEY, STATS_PASSWORD_KEY, ExporterState, MetricsView
-from domain.peer_data import StoreContents, UnitPeerData
+from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
 from domain.peer_sync import PeerView, WorkloadFiles
 from domain.pgb_version import InvalidPgbVersion, PgbVersion, parse_version_output
 from domain.ports import SecretStorePort, WorkloadPort, WorkloadUnavailable
@@ -188,12 +188,16 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         logger.warning("peer secret store unavailable: %s; deferring", err)
         return attrs.evolve(unreadable, store_problem=str(err))
     others = (data.hostname for name, data in units.items() if name != model.unit.name)
-    files = _files(adapters.workload)
+    is_leader = model.unit.is_leader()
+    store = store or StoreContents()
+    memory = adapters.memory.read()
+    remembered = _files_as_remembered(is_leader, event, memory, app, store)
+    files = remembered or _files(adapters.workload)
     peer = PeerView(
-        is_leader=model.unit.is_leader(),
+        is_leader=is_leader,
         hostname=peers.hostname,
         app=app,
-        store=store or StoreContents(),
+        store=store,
         own=own,
         workload=files,
         backend_credentials=has_credentials(model),
@@ -209,16 +213,20 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
                 if name != model.unit.name and data.pgbouncer_version is not None
             )
         ),
+        applied=memory.applied,
     )
-    reachable = peer.workload is not None
+    # A quiet follower asks Pebble nothing: neither its files nor its processes and exporters
+    # (those are looked at on the events of _RECHECK, and on any hook that reads the files).
+    looked = peer.workload is not None and remembered is None
     view = attrs.evolve(
         unreadable,
         peer=peer,
         unit_name=model.unit.name,
         units=tuple(sorted(units.items())),
         juju_has_secrets=model.juju_version.has_secrets,
-        processes=_process_states(adapters.workload) if reachable else (),
-        metrics=_metrics(adapters, raw_store, reachable),
+        processes=_process_states(adapters.workload) if looked else (),
+        metrics=_metrics(adapters, raw_store, looked),
+        memory=memory,
     )
     if not peer.is_leader:
         return view
@@ -246,7 +254,7 @@ def _leader_view(
         )
         for relation in adapters.client_relations()
     )
-    memory = adapters.memory.read()
+    memory = view.memory
     backend = view.backend
     if relation is not None and backend is not None:
         reaches_backend = event.kind in (
@@ -326,6 +334,31 @@ def _process_states(workload: WorkloadPort) -> tuple[ProcessState, ...]:
     except WorkloadUnavailable as err:
         logger.warning("cannot read the pgbouncer processes: %s", err)
         return ()
+
+
+# The events on which a follower looks at its files whatever it remembers: the container
+# restarted (pebble-ready), the charm changed (upgrade-charm), and the periodic check.
+_RECHECK = frozenset({EventKind.WORKLOAD_READY, EventKind.UPGRADE_CHARM, EventKind.UPDATE_STATUS})
+
+
+def _files_as_remembered(
+    is_leader: bool, event: HookEvent, memory: Memory, app: AppPeerData, store: StoreContents
+) -> WorkloadFiles | None:
+    """A follower's files without asking Pebble, when it remembers running exactly what the
+    leader publishes: then they are those texts. None: read them.
+
+    The leader always reads its own (they are the source of truth), and every unit reads them
+    on the events that may have changed them behind its back (``_RECHECK``).
+    """
+    if is_leader or event.kind in _RECHECK or memory.applied is None or app.cfg_file is None:
+        return None
+    published = Acknowledgement.of(app.cfg_file, store.auth_file, ok=True)
+    if (memory.applied.cfg_digest, memory.applied.auth_digest) != (
+        published.cfg_digest,
+        published.auth_digest,
+    ):
+        return None
+    return WorkloadFiles(cfg=app.cfg_file, auth=store.auth_file)
 
 
 def _files(workload: WorkloadPort) -> WorkloadFiles | None:

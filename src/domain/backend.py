@@ -44,6 +44,7 @@ from domain.auth_file import (
 )
 from domain.errors import InvalidInput
 from domain.pgb_config import AUTH_PATH, parse_pgb_ini, render_pgb_ini
+from domain.values import value_class
 
 AUTH_USER_PREFIX = "pgbouncer_auth_"
 AUTH_SCHEMA = "pgbouncer_auth"
@@ -96,7 +97,7 @@ def _check_password(_instance: object, _attribute: object, value: str) -> None:
     _non_empty_text("password", value)
 
 
-@attrs.frozen
+@value_class
 class BackendCredentials:
     """The backend superuser the relation delivered (a Juju secret, or plain fields)."""
 
@@ -119,7 +120,7 @@ def _check_port(_instance: object, _attribute: object, value: int) -> None:
         raise InvalidBackendData(f"{value!r} is not a port (1-65535)")
 
 
-@attrs.frozen
+@value_class
 class HostPort:
     """One ``host:port`` endpoint; an IPv6 address keeps its brackets."""
 
@@ -184,7 +185,7 @@ def _as_tuple(value: Iterable[HostPort]) -> tuple[HostPort, ...]:
     return tuple(value)
 
 
-@attrs.frozen
+@value_class
 class BackendEndpoints:
     """Where the backend is: ``endpoints`` first (the primary), then the read-only ones."""
 
@@ -198,7 +199,7 @@ class BackendEndpoints:
         return self.endpoints[0]
 
 
-@attrs.frozen
+@value_class
 class BackendAccess:
     """How to reach the backend as its superuser: the primary and the delivered user."""
 
@@ -230,7 +231,7 @@ def auth_databases(requested: str, delivered: str | None) -> tuple[str, ...]:
     return (first,) if first == "postgres" else (first, "postgres")
 
 
-@attrs.frozen
+@value_class
 class AuthSetupFiles:
     """The two files for the auth role: pgbouncer.ini and the auth file."""
 

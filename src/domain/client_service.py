@@ -64,6 +64,7 @@ from domain.peer_sync import NOT_REACHABLE, Plan, WorkloadFiles, parse_or_none
 from domain.pgb_config import PgbConfig, render_pgb_ini
 from domain.status import Severity
 from domain.tls import client_tls_fields
+from domain.values import value_class
 
 BACKEND_NOT_READY = "waiting for the backend database (its credentials and auth_query set up)"
 NO_LEADER_CONFIG = "no pgbouncer config yet"
@@ -83,7 +84,7 @@ def serve_digest(request: ClientRequest, password: str, access: BackendAccess) -
     return content_digest(f"{request.relation_id}\n{chr(10).join(fields)}\n{access.fingerprint()}")
 
 
-@attrs.frozen
+@value_class
 class _Backend:
     """The backend as serving a client needs it: reachable, and auth_query set up."""
 
@@ -91,7 +92,7 @@ class _Backend:
     auth_password: str
 
 
-@attrs.define
+@attrs.define(eq=False, repr=False)
 class ClientService:
     """The leader's side of ``database`` (a ``peer_sync.LeaderStep``)."""
 
@@ -117,6 +118,9 @@ class ClientService:
         before = cfg
         for client in live:
             cfg = self._serve(plan, client, files, cfg, backend)
+        if any(not client.credentials_handed for client, _database in self._to_answer):
+            # The gate waits for every unit's acknowledgement of what the leader publishes.
+            plan.acknowledgements_wanted = True
         if files is None or cfg is None or cfg == before:
             return files
         return WorkloadFiles(render_pgb_ini(cfg), files.auth)

@@ -54,6 +54,7 @@ from domain.backend import BackendEndpoints
 from domain.errors import InvalidInput
 from domain.peer_data import UnitPeerData, content_digest, relation_password_key
 from domain.pgb_config import ConnString, PgbConfig, parse_pgb_ini
+from domain.values import value_class
 
 READONLY_SUFFIX = "_readonly"
 # PostgreSQL identifiers: the database and role names the charm creates are plain words, so
@@ -221,7 +222,7 @@ def database_claim(
     )
 
 
-@attrs.frozen
+@value_class
 class ClientRequest:
     relation_id: int = attrs.field(validator=attrs.validators.ge(0))
     database: str = attrs.field(validator=_check_database)
@@ -262,7 +263,7 @@ def without_client(cfg: PgbConfig, database: str) -> PgbConfig:
     return cfg.without_database(database).without_database(database + READONLY_SUFFIX)
 
 
-@attrs.frozen
+@value_class
 class ClientAnswer:
     """The plain part of the answer in the client's relation databag."""
 

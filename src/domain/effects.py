@@ -34,7 +34,8 @@ The metrics effects (``PublishProcesses``, ``StoreStatsPassword``, the exporters
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 import attrs
 
@@ -42,32 +43,28 @@ from domain.auth_file import parse_auth_file
 from domain.backend import BackendAccess
 from domain.errors import InvalidEffect, InvalidPeerData
 from domain.observability import ExporterSpec, check_stats_password
-from domain.peer_data import Acknowledgement, is_valid_hostname
+from domain.peer_data import Acknowledgement, AppPeerData, is_valid_hostname
 from domain.pgb_config import parse_pgb_ini
 from domain.pgb_version import PgbVersion
 from domain.status import StatusReason
 from domain.tls import ClientTlsFiles, TlsInPlace, backend_ca_text
+from domain.values import value_class
 
 
 class _Effect:
-    """The repr attrs would write, from one function instead of one generated per class.
-
-    attrs compiles a ``__repr__`` for each class it decorates, nearly half of what building
-    the class costs, and every hook imports these classes to use a few of them.
-    """
+    """What every effect shares; ``value_class`` gives each its eq, hash and repr (one shared
+    implementation: every hook imports these classes to use a few of them)."""
 
     __slots__ = ()
     # A failure of a best-effort effect is reported, and the rest of the list still runs:
     # what it cleans up stays in memory and is tried again on a later hook.
     best_effort: ClassVar[bool] = False
 
-    def __repr__(self) -> str:
-        shown = []
-        for field in attrs.fields(type(self)):
-            if field.repr:
-                show = repr if field.repr is True else field.repr
-                shown.append(f"{field.name}={show(getattr(self, field.name))}")
-        return f"{type(self).__qualname__}({', '.join(shown)})"
+
+def _as_tuple(value: Iterable[Any]) -> tuple[Any, ...]:
+    # A Python function, not the builtin ``tuple``: attrs reads a converter's signature, and
+    # a builtin's costs a tokenizer compile on import.
+    return tuple(value)
 
 
 def _valid_cfg(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
@@ -76,6 +73,10 @@ def _valid_cfg(_instance: object, _attribute: attrs.Attribute[str], value: str) 
 
 def _valid_auth(_instance: object, _attribute: attrs.Attribute[str], value: str) -> None:
     parse_auth_file(value)
+
+
+def _valid_ack_wanted(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    AppPeerData(ack_wanted=value)  # the databag's own check
 
 
 def _valid_hostname(_instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -115,14 +116,14 @@ def _names(_instance: object, attribute: attrs.Attribute[tuple[str, ...]], value
 # --- this unit and the backend request ------------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class SetHostname(_Effect):
     """Save this unit's hostname in its unit databag."""
 
     hostname: str = attrs.field(validator=_valid_hostname)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class SetPgbouncerVersion(_Effect):
     """Save the pgbouncer version this unit's image ships in its unit databag (the leader
     renders nothing the oldest of them cannot run)."""
@@ -130,14 +131,14 @@ class SetPgbouncerVersion(_Effect):
     version: PgbVersion
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RequestDatabase(_Effect):
     """Leader: ask the backend-database relation for this database (and a superuser)."""
 
     database: str = attrs.field(validator=_non_empty)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class PublishProcesses(_Effect):
     """Write this unit's process count in its unit databag (the leader's scrape jobs list
     one target per process of every unit)."""
@@ -148,17 +149,17 @@ class PublishProcesses(_Effect):
 # --- the backend database -------------------------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class InstallAuth(_Effect):
     """Create or update the auth role and its ``auth_query`` function in these databases."""
 
     access: BackendAccess = attrs.field(repr=False)
     auth_user: str = attrs.field(validator=_non_empty)
     password: str = attrs.field(validator=_non_empty, repr=False)
-    databases: tuple[str, ...] = attrs.field(converter=tuple, validator=_names)
+    databases: tuple[str, ...] = attrs.field(converter=_as_tuple, validator=_names)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class CreateClientRole(_Effect):
     """Create or reset a client relation's role, and its database if missing."""
 
@@ -167,12 +168,12 @@ class CreateClientRole(_Effect):
     user: str = attrs.field(validator=_non_empty)
     password: str = attrs.field(validator=_non_empty, repr=False)
     database: str = attrs.field(validator=_non_empty)
-    extra_user_roles: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    extra_user_roles: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
     # The client application (in this model) the database is for: only it may have it.
     app_name: str = attrs.field(default="", validator=_non_empty)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RestrictClientRole(_Effect):
     """Take every attribute and foreign membership back from a served client's role whose
     request is now refused (an earlier version granted what is refused now)."""
@@ -183,7 +184,7 @@ class RestrictClientRole(_Effect):
     database: str = attrs.field(validator=_non_empty)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RemoveAuthSetup(_Effect):
     """Drop the auth role and, where no other role uses them, its function and schema."""
 
@@ -191,10 +192,10 @@ class RemoveAuthSetup(_Effect):
 
     access: BackendAccess = attrs.field(repr=False)
     auth_user: str = attrs.field(validator=_non_empty)
-    databases: tuple[str, ...] = attrs.field(converter=tuple, validator=_names)
+    databases: tuple[str, ...] = attrs.field(converter=_as_tuple, validator=_names)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class DropClientRole(_Effect):
     """Drop a removed client relation's role, keeping its data; forget it once dropped."""
 
@@ -208,7 +209,7 @@ class DropClientRole(_Effect):
 # --- the container --------------------------------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class WriteCfg(_Effect):
     """Write pgbouncer.ini (and its per-process copies) into this unit's container.
 
@@ -244,29 +245,29 @@ class RemoveBackendCa(_Effect):
     """Remove the backend's CA file (the backend no longer publishes one)."""
 
 
-@attrs.frozen(repr=False)
+@value_class
 class WriteAuth(_Effect):
     """Write the auth file into this unit's container."""
 
     content: str = attrs.field(validator=_valid_auth, repr=False)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RemoveAuth(_Effect):
     """Remove the auth file from this unit's container (the leader withdrew it)."""
 
 
-@attrs.frozen(repr=False)
+@value_class
 class Reload(_Effect):
     """Make every pgbouncer process re-read its files without dropping a client (SIGHUP)."""
 
 
-@attrs.frozen(repr=False)
+@value_class
 class Restart(_Effect):
     """Stop and start every pgbouncer process: a restart-only setting changed, or none runs."""
 
 
-@attrs.frozen(repr=False)
+@value_class
 class StartStopped(_Effect):
     """Start the pgbouncer processes that are not running; leave the running ones alone."""
 
@@ -274,33 +275,33 @@ class StartStopped(_Effect):
 # --- the peer relation and the secret store ---------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class PublishCfg(_Effect):
     """Leader: put this pgbouncer.ini in the application databag as ``cfg_file``."""
 
     content: str = attrs.field(validator=_valid_cfg, repr=False)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class PublishLeaderHostname(_Effect):
     """Leader: put its hostname in the application databag as ``leader_hostname``."""
 
     hostname: str = attrs.field(validator=_valid_hostname)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class StoreAuth(_Effect):
     """Leader: put the auth file in the peer secret store."""
 
     content: str = attrs.field(validator=_valid_auth, repr=False)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RemoveStoredAuth(_Effect):
     """Leader: take the auth file out of the peer secret store (the backend is gone)."""
 
 
-@attrs.frozen(repr=False)
+@value_class
 class StorePassword(_Effect):
     """Leader: keep a client relation's password in the peer secret store."""
 
@@ -308,31 +309,45 @@ class StorePassword(_Effect):
     password: str = attrs.field(validator=_non_empty, repr=False)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RemovePassword(_Effect):
     """Leader: take a removed client relation's password out of the peer secret store."""
 
     relation_id: int = attrs.field(validator=_relation_id)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class StoreStatsPassword(_Effect):
     """Leader: keep the exporters' stats user's new password in the peer secret store."""
 
     password: str = attrs.field(validator=_stats_password, repr=False)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class Acknowledge(_Effect):
     """Record in the unit databag what this unit has applied and whether that worked."""
 
     ack: Acknowledgement
 
 
+@value_class
+class RequestAcknowledgements(_Effect):
+    """Leader: put ``ack_wanted`` in the application databag (a cfg digest, or ``none``)."""
+
+    digest: str = attrs.field(validator=_valid_ack_wanted)
+
+
+@value_class
+class RememberApplied(_Effect):
+    """Keep in this unit's memory what its pgbouncer now runs (never shared: no hook)."""
+
+    applied: Acknowledgement
+
+
 # --- client applications ----------------------------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class HandCredentials(_Effect):
     """Leader: give a client its user, password and URI: in a Juju secret granted to the
     relation (``in_secret``), else as plain fields of the databag (a client that did not ask
@@ -345,15 +360,15 @@ class HandCredentials(_Effect):
     in_secret: bool = True
 
 
-@attrs.frozen(repr=False)
+@value_class
 class AnswerClient(_Effect):
     """Leader: set these keys in the client relation's databag (a value of None removes it)."""
 
     relation_id: int = attrs.field(validator=_relation_id)
-    fields: tuple[tuple[str, str | None], ...] = attrs.field(converter=tuple)
+    fields: tuple[tuple[str, str | None], ...] = attrs.field(converter=_as_tuple)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RevokeCredentials(_Effect):
     """Leader: remove a removed client relation's credentials secret."""
 
@@ -363,21 +378,21 @@ class RevokeCredentials(_Effect):
 # --- the exporters (domain.observability) ---------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class WritePassfile(_Effect):
     """Write the exporters' .pgpass file (0600, the workload user's) into the container."""
 
     content: str = attrs.field(validator=_non_empty, repr=False)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class EnsureExporters(_Effect):
     """Make these exporter services be in the plan as given, and running."""
 
     specs: tuple[ExporterSpec, ...] = attrs.field(converter=tuple)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RetireExporters(_Effect):
     """Stop the ``running`` exporters and mark the ``enabled`` ones disabled (a layer cannot
     delete a service): no Prometheus is related, or the process count shrank."""
@@ -389,14 +404,14 @@ class RetireExporters(_Effect):
 # --- this unit's memory -----------------------------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RememberBackendSetup(_Effect):
     """The auth setup is done for these credentials (a one-way digest; empty forgets it)."""
 
     digest: str
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RememberClient(_Effect):
     """A client relation is set up on the backend (a one-way digest of what) for a database."""
 
@@ -405,7 +420,7 @@ class RememberClient(_Effect):
     database: str = attrs.field(validator=_non_empty)
 
 
-@attrs.frozen(repr=False)
+@value_class
 class ForgetClient(_Effect):
     """A client relation is gone; with ``drop_role``, its role is kept to be dropped."""
 
@@ -413,7 +428,7 @@ class ForgetClient(_Effect):
     drop_role: bool
 
 
-@attrs.frozen(repr=False)
+@value_class
 class RememberExporters(_Effect):
     """The exporters are set up with this .pgpass and these specs (a one-way digest; empty
     forgets it): a later hook whose digest matches and whose exporters run does nothing."""
@@ -421,24 +436,24 @@ class RememberExporters(_Effect):
     digest: str
 
 
-@attrs.frozen(repr=False)
+@value_class
 class GiveUpRoleDrops(_Effect):
     """The backend these roles were on is gone: stop trying, and log what to drop by hand."""
 
-    users: tuple[str, ...] = attrs.field(converter=tuple)
+    users: tuple[str, ...] = attrs.field(converter=_as_tuple)
 
 
 # --- status and deferral ----------------------------------------------------------------------
 
 
-@attrs.frozen(repr=False)
+@value_class
 class Report(_Effect):
     """A reason this unit is not simply active; shown by the collect-status handler."""
 
     reason: StatusReason
 
 
-@attrs.frozen(repr=False)
+@value_class
 class Defer(_Effect):
     """Defer the event: it is retried on the next hook. Always the last effect."""
 
@@ -473,6 +488,8 @@ Effect = (
     | RemovePassword
     | StoreStatsPassword
     | Acknowledge
+    | RequestAcknowledgements
+    | RememberApplied
     | HandCredentials
     | AnswerClient
     | RevokeCredentials
@@ -510,12 +527,14 @@ RANK: dict[type, float] = {
     StartStopped: 5,
     PublishCfg: 6,
     PublishLeaderHostname: 7,
+    RequestAcknowledgements: 7,
     StoreAuth: 8,
     RemoveStoredAuth: 8,
     StorePassword: 8,
     RemovePassword: 8,
     StoreStatsPassword: 8,
     Acknowledge: 9,
+    RememberApplied: 9,
     HandCredentials: 10,
     RevokeCredentials: 10,
     AnswerClient: 11,

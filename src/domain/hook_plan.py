@@ -37,7 +37,7 @@ from domain.client_service import ClientService
 from domain.effects import Defer, Effect, Reload, Report, Restart, in_contract_order
 from domain.hook_view import EventKind, HookEvent, HookView, SecretSupply
 from domain.metrics_service import MetricsService, StatsUserStep
-from domain.peer_data import UnitPeerData
+from domain.peer_data import Acknowledgement, AppPeerData, UnitPeerData
 from domain.peer_sync import LeaderStep, PeerSyncService, PeerView
 from domain.processes import with_processes_looked_after
 from domain.status import Severity, StatusReason, most_severe
@@ -136,22 +136,30 @@ def _unreadable(view: HookView) -> list[Effect]:
 
 
 def unit_status(
-    reasons: Sequence[StatusReason], listen_port: int | None, processes: int
+    reasons: Sequence[StatusReason],
+    listen_port: int | None,
+    processes: int,
+    applied: Acknowledgement | None = None,
 ) -> StatusReason:
-    """What this unit shows: its most severe reason, else that it serves."""
+    """What this unit shows: its most severe reason, else that it serves, and which config
+    (the short digest of the pgbouncer.ini it runs: the leader's status names the one it
+    published)."""
     reason = most_severe(tuple(reasons))
     if reason is not None:
         return reason
-    return StatusReason(Severity.ACTIVE, f"pgbouncer on port {listen_port}, {processes} processes")
+    serving = f"pgbouncer on port {listen_port}, {processes} processes"
+    if applied is not None:
+        serving += f", config {applied.cfg_digest[:8]}"
+    return StatusReason(Severity.ACTIVE, serving)
 
 
 def app_status(
     reasons: Sequence[StatusReason],
-    cfg_file: str | None,
-    auth_file: str | None,
+    app: AppPeerData,
     units: dict[str, UnitPeerData],
+    leader: str,
 ) -> StatusReason:
-    """What the leader shows for the application: how many units run what it published, or
-    what blocks it (a units count is no reason to look "in sync" while the leader is blocked)."""
+    """What the leader shows for the application: the config it published (and, while a
+    client waits, how many units acknowledged it), or what blocks it."""
     blocked = next((reason for reason in reasons if reason.severity is Severity.BLOCKED), None)
-    return blocked or sync_summary(cfg_file, auth_file, units)
+    return blocked or sync_summary(app.cfg_file, app.ack_wanted, units, leader)

@@ -31,9 +31,10 @@ from domain.backend import BackendAccess, BackendCredentials, BackendEndpoints
 from domain.clients import ClientRequest
 from domain.errors import InvalidInput
 from domain.observability import MetricsView
-from domain.peer_data import UnitPeerData
+from domain.peer_data import Acknowledgement, UnitPeerData
 from domain.peer_sync import PeerView
 from domain.processes import ProcessState
+from domain.values import value_class
 
 
 class EventKind(enum.Enum):
@@ -57,7 +58,7 @@ class EventKind(enum.Enum):
     CERTIFICATES_BROKEN = "certificates-relation-broken"
 
 
-@attrs.frozen
+@value_class
 class HookEvent:
     kind: EventKind
     # The relation a relation event is about.
@@ -69,7 +70,7 @@ class HookEvent:
         return self.relation_id == relation_id and self.kind in kinds
 
 
-@attrs.frozen
+@value_class
 class BackendView:
     """The ``backend-database`` relation as the leader reads it (followers: its presence)."""
 
@@ -94,7 +95,7 @@ class BackendView:
         return BackendAccess.of(self.endpoints, self.credentials)
 
 
-@attrs.frozen
+@value_class
 class ClientView:
     """One ``database`` relation as the leader reads it."""
 
@@ -127,7 +128,7 @@ class ClientView:
         return f"database relation {self.relation_id}{app}"
 
 
-@attrs.frozen
+@value_class
 class ServedClient:
     """A client relation set up on the backend: a digest of what, and for which database."""
 
@@ -135,7 +136,7 @@ class ServedClient:
     database: str
 
 
-@attrs.frozen
+@value_class
 class RefusedClient:
     """A request the backend refused (its database or a role is another's): the request as it
     was, and why. It stays refused until the request changes."""
@@ -151,16 +152,19 @@ class RefusedClient:
         )
 
 
-@attrs.frozen
+@value_class
 class Memory:
     """What this unit remembers between hooks (Juju's StoredState): one-way digests of what
     it set up, so a repeat skips the backend, the client roles still to drop, and the
-    requests the backend refused."""
+    requests the backend refused; and the digests of the two files its pgbouncer runs
+    (``applied``, written once they are written and signalled), so a follower knows it is up
+    to date without asking Pebble."""
 
     backend_digest: str = ""
     served: tuple[tuple[int, ServedClient], ...] = ()
     roles_to_drop: tuple[int, ...] = ()
     refused: tuple[tuple[int, RefusedClient], ...] = ()
+    applied: Acknowledgement | None = None
 
     def client(self, relation_id: int) -> ServedClient | None:
         return dict(self.served).get(relation_id)
@@ -169,7 +173,7 @@ class Memory:
         return dict(self.refused).get(relation_id)
 
 
-@attrs.frozen
+@value_class
 class HookView:
     """Everything one unit sees in one hook. ``peer`` is None when it could not be read."""
 

@@ -39,6 +39,10 @@ APPLY_OK_KEY = "apply_ok"
 PGBOUNCER_VERSION_KEY = "pgbouncer_version"
 # The exporters' stats user's password (domain.observability), kept in the store too.
 STATS_PASSWORD_KEY = "stats_password"
+# Additive: the digest of the cfg_file the leader waits for acknowledgements of, or
+# NO_ACK_WANTED (an older leader leaves it out: its followers always acknowledge).
+ACK_WANTED_KEY = "ack_wanted"
+NO_ACK_WANTED = "none"
 
 NO_FILE_DIGEST = "none"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
@@ -54,6 +58,11 @@ def content_digest(text: str | None) -> str:
     if text is None:
         return NO_FILE_DIGEST
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def short_digest(text: str | None) -> str:
+    """The first 8 characters of ``content_digest``: what a status shows of a config."""
+    return content_digest(text)[:8]
 
 
 def relation_password_key(relation_id: int) -> str:
@@ -101,12 +110,33 @@ def _digest(_instance: object, attribute: attrs.Attribute[str], value: str) -> N
         raise InvalidPeerData(f"{attribute.name}: not a content digest")
 
 
+def _optional_digest(
+    _instance: object, attribute: attrs.Attribute[str | None], value: str | None
+) -> None:
+    if value is not None:
+        _digest(_instance, attribute, value)  # type: ignore[arg-type]
+
+
 @value_class
 class AppPeerData:
-    """The plain part of the application databag."""
+    """The plain part of the application databag.
+
+    ``ack_wanted`` says which units' acknowledgements the leader waits for: the digest of
+    the ``cfg_file`` it published for a client that waits for its credentials, ``none`` when
+    it waits for nothing. A unit databag write wakes every other unit, so units acknowledge
+    only what the leader asks for. Absent, the leader is of a revision that always wants
+    them (see ``acknowledgement_wanted``).
+    """
 
     cfg_file: str | None = None
     leader_hostname: str | None = attrs.field(default=None, validator=_hostname)
+    ack_wanted: str | None = attrs.field(default=None, validator=_optional_digest)
+
+    def acknowledgement_wanted(self) -> bool:
+        """Whether a follower should acknowledge what it runs of this publication."""
+        if self.ack_wanted is None:
+            return True  # a leader of an older revision: it reads every unit's acknowledgement
+        return self.cfg_file is not None and self.ack_wanted == content_digest(self.cfg_file)
 
 
 @value_class

@@ -58,10 +58,12 @@ from domain.effects import (
     PublishCfg,
     PublishLeaderHostname,
     Reload,
+    RememberApplied,
     RemoveAuth,
     RemoveBackendCa,
     RemoveClientTls,
     Report,
+    RequestAcknowledgements,
     Restart,
     SetHostname,
     SetPgbouncerVersion,
@@ -73,7 +75,14 @@ from domain.effects import (
     in_contract_order,
 )
 from domain.errors import InvalidInput
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    NO_ACK_WANTED,
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+    content_digest,
+)
 from domain.pgb_config import ChangeKind, PgbConfig, change_kind, parse_pgb_ini, render_pgb_ini
 from domain.pgb_validation import WorkloadFacts, check_published
 from domain.pgb_version import OLDEST_SUPPORTED, PgbVersion, too_new
@@ -91,6 +100,7 @@ from domain.tls import (
     serving,
     tls_reasons,
 )
+from domain.values import value_class
 
 NOT_REACHABLE = "waiting for the pgbouncer container (Pebble is not reachable)"
 NO_CONFIG = "no pgbouncer config yet"
@@ -99,7 +109,7 @@ WAITING_FOR_LEADER_CFG = "waiting for the leader to publish pgbouncer.ini"
 LEADER_CFG_INVALID = "pgbouncer.ini on the leader is invalid"
 
 
-@attrs.frozen
+@value_class
 class WorkloadFiles:
     """The two files as they are in this unit's container (None: the file is not there)."""
 
@@ -107,7 +117,7 @@ class WorkloadFiles:
     auth: str | None = attrs.field(default=None, repr=False)
 
 
-@attrs.frozen
+@value_class
 class PeerView:
     """Everything one unit sees of the peer relation and its container in one hook."""
 
@@ -134,6 +144,9 @@ class PeerView:
     pgbouncer_version: PgbVersion | None = None
     # The versions the other units published: the leader publishes nothing older ones refuse.
     peer_versions: tuple[PgbVersion, ...] = ()
+    # What this unit remembers its pgbouncer runs (the digests of the two files it wrote and
+    # signalled); None when it remembers nothing (a new unit, or memory lost).
+    applied: Acknowledgement | None = None
 
     @property
     def app_processes(self) -> int:
@@ -303,7 +316,7 @@ def parse_or_none(text: str | None) -> PgbConfig | None:
         return None
 
 
-@attrs.define
+@attrs.define(eq=False, repr=False)
 class Plan:
     """The effects of one hook, built step by step by the services.
 
@@ -319,6 +332,9 @@ class Plan:
     # What the application databag will hold as cfg_file, and this unit's acknowledgement.
     published_cfg: str | None = None
     own_ack: Acknowledgement | None = None
+    # Leader: a client waits for its credentials, so the followers' acknowledgements of what
+    # it publishes are wanted (a step says so while shaping the files).
+    acknowledgements_wanted: bool = False
     _shaped: bool = False
     # This unit's TLS files (domain.tls): decided first, every config copy depends on them.
     tls: TlsFilesPlan = attrs.field(init=False)
@@ -384,17 +400,34 @@ class Plan:
         return f"pgbouncer.ini uses {names}: needs pgbouncer {needed}, a unit runs {oldest}"
 
     def publish_cfg(self, cfg: str) -> None:
-        if self.view.app.cfg_file == cfg:
+        if self.view.app.cfg_file != cfg:
+            if (too_new_reason := self._too_new_for_units(cfg)) is not None:
+                self.report(Severity.BLOCKED, too_new_reason)
+                return
+            try:
+                self.effects.append(PublishCfg(cfg))
+            except InvalidInput as err:
+                self.report(Severity.BLOCKED, f"{LEADER_CFG_INVALID}: {err}")
+                return
+            self.published_cfg = cfg
+        self._request_acknowledgements()
+
+    def _request_acknowledgements(self) -> None:
+        """Leader: ask the followers to acknowledge the published config while a client waits
+        for it, and only then: each acknowledgement wakes every other unit.
+
+        A request no longer needed is withdrawn with the next publication (or when an older
+        leader left none), never on its own: that write alone would wake every follower.
+        """
+        current = self.view.app.ack_wanted
+        if self.acknowledgements_wanted and self.published_cfg is not None:
+            wanted = content_digest(self.published_cfg)
+        elif current is None or self.published_cfg != self.view.app.cfg_file:
+            wanted = NO_ACK_WANTED
+        else:
             return
-        if (too_new_reason := self._too_new_for_units(cfg)) is not None:
-            self.report(Severity.BLOCKED, too_new_reason)
-            return
-        try:
-            self.effects.append(PublishCfg(cfg))
-        except InvalidInput as err:
-            self.report(Severity.BLOCKED, f"{LEADER_CFG_INVALID}: {err}")
-            return
-        self.published_cfg = cfg
+        if wanted != current:
+            self.effects.append(RequestAcknowledgements(wanted))
 
     def publish_hostname(self) -> None:
         if self.view.app.leader_hostname != self.view.hostname:
@@ -409,10 +442,15 @@ class Plan:
             self.report(Severity.BLOCKED, f"auth file on the leader is invalid: {err}")
 
     def acknowledge(self, files: WorkloadFiles, ok: bool) -> None:
+        """Say what this unit runs: a follower in its unit databag, only when the leader asks
+        (``AppPeerData.acknowledgement_wanted``); the leader only to itself (its files are
+        what it publishes), for the clients' gate."""
         if files.cfg is None and ok:
             return  # nothing applied yet, nothing refused: nothing to say
         ack = Acknowledgement.of(files.cfg, files.auth, ok)
         self.own_ack = ack
+        if self.view.is_leader or not self.view.app.acknowledgement_wanted():
+            return
         if self.view.own.ack != ack:
             self.effects.append(Acknowledge(ack))
 
@@ -464,11 +502,22 @@ class Plan:
             effects.append(Restart())
         elif self.pending is ChangeKind.RELOAD:
             effects.append(Reload())
+        effects += self._remember_applied()
         deferrals = [effect for effect in effects if isinstance(effect, Defer)]
         # Two services may find the same reason (no container): it is shown once.
         reports = list(dict.fromkeys(e for e in effects if isinstance(e, Report)))
         actions = [e for e in effects if not isinstance(e, Report | Defer)]
         return in_contract_order(actions + reports + deferrals[:1])
+
+    def _remember_applied(self) -> list[Effect]:
+        """What the unit's pgbouncer will run once the files are written and signalled (the
+        effect comes after both, so a failure leaves the old record and the next hook retries).
+        """
+        wanted = self.wanted
+        if self.view.workload is None or wanted is None or wanted.cfg is None:
+            return []
+        applied = Acknowledgement.of(wanted.cfg, wanted.auth, ok=True)
+        return [] if self.view.applied == applied else [RememberApplied(applied)]
 
     def _file_effects(self) -> list[Effect]:
         current, wanted = self.view.workload, self.wanted
@@ -550,12 +599,13 @@ class Plan:
         return self.wanted, ok
 
     def _unapplied(self, current: WorkloadFiles) -> bool:
-        """Whether the files on disk are not the ones this unit acknowledged running.
+        """Whether the files on disk are not the ones this unit remembers running.
 
-        The acknowledgement is written only after the signal went through, so a hook that
-        wrote the files and then lost Pebble leaves this trace; the next hook reloads.
+        The memory (else, from an older revision, the acknowledgement) is written only after
+        the signal went through, so a hook that wrote the files and then lost Pebble leaves
+        this trace; the next hook reloads.
         """
-        ack = self.view.own.ack
+        ack = self.view.applied or self.view.own.ack
         if ack is None or current.cfg is None:
             return False
         on_disk = Acknowledgement.of(current.cfg, current.auth, ack.ok)

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 import pytest
 
 from domain.backend import auth_user_for
+from domain.peer_data import short_digest
 from domain.pgb_config import ConnString, parse_pgb_ini, render_pgb_ini
 from localenv.binaries import pg_program
 from localenv.juju_model import APP_CHANGED, MultiUnitModel
@@ -118,6 +119,15 @@ def assert_converged(model: MultiUnitModel) -> None:
     assert not problems, "\n".join(problems)
 
 
+def assert_runs_the_published_config(model: MultiUnitModel) -> None:
+    """What ``juju status`` shows once settled: the leader names the config it published,
+    and every unit, the config it runs: the same short digest."""
+    digest = short_digest(model.published_cfg())
+    assert model.app_status().startswith(f"active: config {digest} published;")
+    for n in model.units:
+        assert model.unit_status(n).endswith(f", config {digest}"), model.unit_status(n)
+
+
 def port(model: MultiUnitModel) -> int:
     return int(model.config["listen_port"])
 
@@ -187,7 +197,7 @@ def test_bring_up_of_three_units(model: MultiUnitModel, postgres: PostgresCluste
     pids = [pid for unit_pids in all_pids(model).values() for pid in unit_pids]
     assert None not in pids
     assert tcp_listeners(port(model)) == set(pids)
-    assert model.app_status() == "active: 3/3 units in sync"
+    assert_runs_the_published_config(model)
     assert model.published_auth() == auth_file()
     # The auth file lives in the Juju secret; the plain databags carry no credential.
     databags = [model.app_data, *(model.unit_data(n) for n in model.units)]
@@ -292,7 +302,7 @@ def test_the_leader_removed_and_another_elected(
 
     assert_converged(model)
     assert model.app_data["leader_hostname"] == model.hostname(1)
-    assert model.app_status() == "active: 2/2 units in sync"
+    assert_runs_the_published_config(model)
 
     model.set_config(pool_mode="statement")
     model.settle(random.Random(6))
@@ -311,7 +321,7 @@ def test_scale_up_and_down(model: MultiUnitModel, postgres: PostgresCluster) -> 
     model.settle(random.Random(8))
 
     assert_converged(model)
-    assert model.app_status() == "active: 5/5 units in sync"
+    assert_runs_the_published_config(model)
     every_process_shows(model, pool_mode="transaction")
     scale_up = model.metrics.since(before)
 
@@ -323,7 +333,7 @@ def test_scale_up_and_down(model: MultiUnitModel, postgres: PostgresCluster) -> 
 
     assert_converged(model)
     assert model.units == [0, 2, added[1]]
-    assert model.app_status() == "active: 3/3 units in sync"
+    assert_runs_the_published_config(model)
     for folder in folders:
         assert pgrep(folder) == []
     FIGURES["scale 3 -> 5 units, real pgbouncer"] = {
@@ -518,6 +528,6 @@ def test_real_relations_serve_a_client_through_every_unit_and_a_new_unit(
     added = model.add_unit()
     model.settle(random.Random(3))
     assert_converged(model)
-    assert model.app_status() == "active: 4/4 units in sync"
+    assert_runs_the_published_config(model)
     assert model.hostname(added) in model.client_credentials(relation_id)["read-only-endpoints"]
     connect_everywhere()

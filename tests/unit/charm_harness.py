@@ -10,6 +10,7 @@ from ops import pebble, testing
 from adapters.pebble.layer import LAYER_LABEL, WORKLOAD_USER, pgbouncer_layer, service_names
 from adapters.pebble.workload import FOLDER_MODE
 from charm import PgBouncerK8sCharm
+from domain.peer_data import short_digest
 from domain.pgb_config import PGB_DIR
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -67,3 +68,12 @@ def write_files(folder: pathlib.Path, cfg: str | None = None, auth: str | None =
 def read_file(folder: pathlib.Path, name: str) -> str | None:
     path = folder / name
     return path.read_text() if path.exists() else None
+
+
+def serving(folder: pathlib.Path, port: int = 6432) -> testing.ActiveStatus:
+    """The status of a unit that serves: its port, its processes and the short digest of the
+    pgbouncer.ini it runs (what ``juju status`` shows of which config each unit runs)."""
+    digest = short_digest(read_file(folder, "pgbouncer.ini"))
+    return testing.ActiveStatus(
+        f"pgbouncer on port {port}, {PROCESSES} processes, config {digest}"
+    )

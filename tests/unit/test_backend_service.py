@@ -17,12 +17,12 @@ from domain.backend_service import (
     WAITING_FOR_CREDENTIALS,
 )
 from domain.effects import (
-    Acknowledge,
     Defer,
     Effect,
     InstallAuth,
     PublishCfg,
     Reload,
+    RememberApplied,
     RememberBackendSetup,
     RemoveAuth,
     RemoveAuthSetup,
@@ -37,6 +37,7 @@ from domain.effects import (
 from domain.hook_plan import HookPlanner
 from domain.hook_view import BackendView, EventKind, HookEvent, HookView, Memory
 from domain.peer_data import (
+    NO_ACK_WANTED,
     Acknowledgement,
     AppPeerData,
     StoreContents,
@@ -90,12 +91,13 @@ def leader(cfg: str | None, auth: str | None) -> PeerView:
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0),
+        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
         store=StoreContents(auth_file=auth),
-        own=UnitPeerData(hostname=HOST0, ack=ack(cfg, auth) if cfg else None),
+        own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg, auth),
         backend_credentials=True,
         peer_hostnames=(HOST1,),
+        applied=ack(cfg, auth) if cfg else None,
     )
 
 
@@ -219,7 +221,7 @@ ROWS = [
             Reload(),
             PublishCfg(CFG_AUTH),
             StoreAuth(FRESH_LINE),
-            Acknowledge(ack(CFG_AUTH, FRESH_LINE)),
+            RememberApplied(ack(CFG_AUTH, FRESH_LINE)),
             RememberBackendSetup(SETUP_DIGEST),
         ],
         id="credentials: set up first, then both files, one reload, publish, remember",
@@ -234,7 +236,7 @@ ROWS = [
             Reload(),
             PublishCfg(CFG_AUTH),
             StoreAuth(FRESH_LINE),
-            Acknowledge(ack(CFG_AUTH, FRESH_LINE)),
+            RememberApplied(ack(CFG_AUTH, FRESH_LINE)),
             RememberBackendSetup(SETUP_DIGEST),
         ],
         id="credentials read in another hook, files without auth_query: set up",
@@ -287,7 +289,7 @@ ROWS = [
             Restart(),
             PublishCfg(CFG_PLAIN),
             RemoveStoredAuth(),
-            Acknowledge(ack(CFG_PLAIN, None)),
+            RememberApplied(ack(CFG_PLAIN, None)),
             RememberBackendSetup(""),
             RemoveAuthSetup(ACCESS, AUTH_USER, AUTH_DATABASES),
             blocked(RELATION_REMOVED),
@@ -304,7 +306,7 @@ ROWS = [
             Restart(),
             PublishCfg(CFG_PLAIN),
             RemoveStoredAuth(),
-            Acknowledge(ack(CFG_PLAIN, None)),
+            RememberApplied(ack(CFG_PLAIN, None)),
             RememberBackendSetup(""),
             blocked(f"{RELATION_REMOVED}; {DROP_BY_HAND}"),
             blocked(NO_BACKEND),

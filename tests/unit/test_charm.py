@@ -13,7 +13,7 @@ from ops import pebble, testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from domain.backend_service import NO_BACKEND
-from domain.peer_data import Acknowledgement
+from domain.peer_data import Acknowledgement, content_digest, short_digest
 from domain.peer_sync import NOT_REACHABLE
 from tests.unit.charm_harness import (
     MODEL,
@@ -21,6 +21,7 @@ from tests.unit.charm_harness import (
     container,
     context,
     read_file,
+    serving,
     write_files,
 )
 from tests.unit.peer_fixtures import AUTH_A, AUTH_B, CFG_A, CFG_B, CFG_BAD, CFG_PORT, HOST0, HOST1
@@ -313,7 +314,8 @@ def test_changed_leader_publishes_config_and_hostname(folder):
     out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     app_data = out.get_relation(peer.id).local_app_data
-    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0}
+    # ... and that it waits for no acknowledgement (no client waits for its credentials).
+    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0, "ack_wanted": "none"}
 
 
 def test_changed_leader_rescheduled_restores_both_files_from_peer_data(folder):
@@ -390,6 +392,7 @@ def test_leader_storing_auth_publishes_a_store_digest_not_the_auth(folder):
         SECRET_ID_KEY,
         "store_digest",
         "schema_version",
+        "ack_wanted",
     }
     assert "relation_id_4" not in "".join(app_data.values())
 
@@ -499,10 +502,16 @@ def test_invalid_config_option_blocks_and_keeps_the_config(
 def test_leader_app_status_counts_units_in_sync(folder):
     write_files(folder, cfg=CFG_A, auth=AUTH_A)
     secret = store_secret(AUTH_A)
+    # The leader waits for acknowledgements of CFG_A (a client waits for its credentials).
     peer = testing.PeerRelation(
         "pgb-peers",
-        local_app_data={"cfg_file": CFG_A, "leader_hostname": HOST0, SECRET_ID_KEY: secret.id},
-        local_unit_data={"hostname": HOST0, **ack_of(CFG_A, AUTH_A)},
+        local_app_data={
+            "cfg_file": CFG_A,
+            "leader_hostname": HOST0,
+            SECRET_ID_KEY: secret.id,
+            "ack_wanted": content_digest(CFG_A),
+        },
+        local_unit_data={"hostname": HOST0},
         peers_data={
             1: {"hostname": HOST1, **ack_of(CFG_A, AUTH_A)},
             2: {"hostname": "pgbouncer-k8s-2.x", **ack_of(CFG_B, AUTH_A)},
@@ -518,8 +527,43 @@ def test_leader_app_status_counts_units_in_sync(folder):
     ctx = context()
     out = ctx.run(ctx.on.update_status(), state)
 
-    assert out.app_status == testing.WaitingStatus("2/3 units in sync; behind: pgbouncer-k8s/2")
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.app_status == testing.WaitingStatus(
+        f"config {short_digest(CFG_A)} published; 2/3 units acknowledged it;"
+        " behind: pgbouncer-k8s/2"
+    )
+    assert out.unit_status == serving(folder)
+
+
+def test_leader_app_status_names_the_published_config_when_it_waits_for_nothing(folder):
+    write_files(folder, cfg=CFG_A, auth=AUTH_A)
+    secret = store_secret(AUTH_A)
+    peer = testing.PeerRelation(
+        "pgb-peers",
+        local_app_data={
+            "cfg_file": CFG_A,
+            "leader_hostname": HOST0,
+            SECRET_ID_KEY: secret.id,
+            "ack_wanted": "none",
+        },
+        local_unit_data={"hostname": HOST0},
+        # Acknowledgements of an older config are no reason to wait.
+        peers_data={1: {"hostname": HOST1, **ack_of(CFG_B, AUTH_A)}},
+    )
+    state = testing.State(
+        leader=True,
+        model=MODEL,
+        containers={container(folder)},
+        relations={peer, backend()},
+        secrets={secret},
+    )
+    ctx = context()
+    out = ctx.run(ctx.on.update_status(), state)
+
+    assert out.app_status == testing.ActiveStatus(
+        f"config {short_digest(CFG_A)} published; each unit's status shows the config it runs"
+    )
+    assert out.unit_status == serving(folder)
+    assert out.get_relation(peer.id).local_unit_data == {"hostname": HOST0}  # no own ack
 
 
 def test_one_hook_reads_the_peer_secret_once(folder, mocker):
@@ -547,7 +591,9 @@ def test_one_hook_reads_the_peer_secret_once(folder, mocker):
     out = ctx.run(ctx.on.update_status(), state)
 
     assert out.get_secret(label=SECRET_LABEL).latest_content == {"auth-file": AUTH_B}
-    assert out.app_status == testing.ActiveStatus("2/2 units in sync")
+    assert out.app_status == testing.ActiveStatus(
+        f"config {short_digest(CFG_A)} published; each unit's status shows the config it runs"
+    )
     assert peeks.call_count == 1
 
 

@@ -12,7 +12,6 @@ from domain.backend_service import NO_BACKEND
 from domain.client_service import BACKEND_NOT_READY
 from domain.clients import ClientRequest
 from domain.effects import (
-    Acknowledge,
     AnswerClient,
     CreateClientRole,
     Defer,
@@ -24,10 +23,12 @@ from domain.effects import (
     InstallAuth,
     PublishCfg,
     Reload,
+    RememberApplied,
     RememberBackendSetup,
     RememberClient,
     RemovePassword,
     Report,
+    RequestAcknowledgements,
     RequestDatabase,
     RestrictClientRole,
     RevokeCredentials,
@@ -45,7 +46,14 @@ from domain.hook_view import (
     RefusedClient,
     ServedClient,
 )
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    NO_ACK_WANTED,
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+    content_digest,
+)
 from domain.peer_sync import PeerView, WorkloadFiles
 from domain.status import Severity, StatusReason
 from tests.unit.peer_fixtures import HOST0, HOST1, HOST2
@@ -110,12 +118,13 @@ def leader(cfg: str, passwords: tuple[tuple[int, str], ...] = ((CLIENT_ID, CLIEN
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0),
+        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
         store=StoreContents(auth_file=AUTH_LINE, passwords=passwords),
-        own=UnitPeerData(hostname=HOST0, ack=ack(cfg)),
+        own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg, AUTH_LINE),
         backend_credentials=True,
         peer_hostnames=(HOST1,),
+        applied=ack(cfg),
     )
 
 
@@ -148,7 +157,15 @@ NEW = attrs.evolve(
 )
 # Served in an earlier hook; unit 1 has applied it since; no credentials handed yet.
 SERVED = attrs.evolve(
-    SETTLED, clients=(attrs.evolve(CLIENT, answered=ANSWER[:1], credentials_handed=False),)
+    SETTLED,
+    # That hook asked the followers to acknowledge the config serving it.
+    peer=attrs.evolve(
+        leader(CFG_SERVED),
+        app=AppPeerData(
+            cfg_file=CFG_SERVED, leader_hostname=HOST0, ack_wanted=content_digest(CFG_SERVED)
+        ),
+    ),
+    clients=(attrs.evolve(CLIENT, answered=ANSWER[:1], credentials_handed=False),),
 )
 
 
@@ -237,8 +254,10 @@ ROWS = [
             WriteCfg(CFG_SERVED),
             Reload(),
             PublishCfg(CFG_SERVED),
+            # A client waits for this config: the followers are asked to acknowledge it.
+            RequestAcknowledgements(content_digest(CFG_SERVED)),
             StorePassword(CLIENT_ID, CLIENT_PASSWORD),
-            Acknowledge(ack(CFG_SERVED)),
+            RememberApplied(ack(CFG_SERVED)),
             AnswerClient(CLIENT_ID, (("database", "app"),)),
             RememberClient(CLIENT_ID, SERVE_DIGEST, "app"),
             waiting("waiting for 1 unit to apply database app"),
@@ -349,7 +368,7 @@ ROWS = [
             WriteCfg(CFG_SERVED_MOVED),
             Reload(),
             PublishCfg(CFG_SERVED_MOVED),
-            Acknowledge(ack(CFG_SERVED_MOVED)),
+            RememberApplied(ack(CFG_SERVED_MOVED)),
             RememberBackendSetup(MOVED_SETUP_DIGEST),
             RememberClient(CLIENT_ID, MOVED_SERVE_DIGEST, "app"),
         ],
@@ -363,7 +382,7 @@ ROWS = [
             Reload(),
             PublishCfg(CFG_AUTH),
             RemovePassword(CLIENT_ID),
-            Acknowledge(ack(CFG_AUTH)),
+            RememberApplied(ack(CFG_AUTH)),
             RevokeCredentials(CLIENT_ID),
             ForgetClient(CLIENT_ID, drop_role=True),
             DropClientRole(ACCESS, CLIENT_ID, CLIENT_USER),

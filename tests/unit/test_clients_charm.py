@@ -18,9 +18,9 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from domain.peer_data import Acknowledgement
+from domain.peer_data import Acknowledgement, short_digest
 from localenv.net import free_port
-from tests.unit.charm_harness import MODEL, container, context, read_file, write_files
+from tests.unit.charm_harness import MODEL, container, context, read_file, serving, write_files
 from tests.unit.peer_fixtures import HOST0, HOST1, HOST2
 
 # Fixed relation ids: an id left to ops.testing could be any number, 5 included.
@@ -425,7 +425,7 @@ def test_credentials_are_handed_in_a_granted_secret_once_every_unit_applied(fold
     }
     assert secret.remote_grants == {CLIENT_ID: {"client-app"}}
     assert out.get_relation(relation.id).local_app_data == HANDED | {"secret-user": secret.id}
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.unit_status == serving(folder)
     assert_no_credential_in_plain_sight(out)
 
 
@@ -606,7 +606,7 @@ def test_a_quiet_peer_hook_writes_nothing_to_the_client(folder):
 
     assert out.get_relation(relation.id).local_app_data == HANDED | {"secret-user": secret.id}
     assert client_secret(out) == secret
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.unit_status == serving(folder)
 
 
 def test_a_follower_leaves_client_relations_alone_in_peer_hooks(folder):
@@ -748,12 +748,12 @@ def test_broken_before_anything_was_set_up_leaves_the_backend_alone(folder):
     ctx = context("3.6.0")
     out = ctx.run(ctx.on.relation_broken(relation), state)
 
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.unit_status == serving(folder)
     assert read_file(folder, "pgbouncer.ini") == CFG
     # Nothing is left to drop: the next hook does not try the (unreachable) backend.
     later = dataclasses.replace(out, relations={r for r in out.relations if r.id != relation.id})
     again = ctx.run(ctx.on.update_status(), later)
-    assert again.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert again.unit_status == serving(folder)
 
 
 def test_a_client_changing_its_database_is_refused(folder):
@@ -894,6 +894,7 @@ def settled_with_clients(folder: pathlib.Path, count: int) -> testing.State:
             "leader_hostname": HOST0,
             SECRET_ID_KEY: store_secret.id,
             "schema_version": "2",
+            "ack_wanted": "none",
         },
         local_unit_data={"hostname": HOST0, **synced, "schema_version": "2"},
         peers_data={1: {"hostname": HOST1, **synced, "schema_version": "2"}},
@@ -925,8 +926,11 @@ def test_a_quiet_leader_hook_costs_the_same_with_30_clients_as_with_3(folder, mo
 
     out = ctx.run(ctx.on.update_status(), state)
 
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
-    assert out.app_status == testing.ActiveStatus("2/2 units in sync")
+    assert out.unit_status == serving(folder)
+    assert out.app_status == testing.ActiveStatus(
+        f"config {short_digest(read_file(folder, 'pgbouncer.ini'))} published;"
+        " each unit's status shows the config it runs"
+    )
     assert out.deferred == []
     calls = {name: spy.call_count for name, spy in pebble.items()}
     # Pebble: is it there, pgbouncer.ini, the auth file. Nothing written, nothing signalled.

@@ -15,8 +15,10 @@ from domain.effects import (
     PublishCfg,
     PublishLeaderHostname,
     Reload,
+    RememberApplied,
     RemoveAuth,
     Report,
+    RequestAcknowledgements,
     Restart,
     SetHostname,
     SetPgbouncerVersion,
@@ -25,7 +27,13 @@ from domain.effects import (
     WriteCfg,
 )
 from domain.errors import InvalidInput
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    NO_ACK_WANTED,
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+)
 from domain.peer_sync import (
     BACKEND_NOT_READY,
     NO_CONFIG,
@@ -76,22 +84,24 @@ BAD_AUTH_REASON = f"invalid auth file from the leader: {reason_of(parse_auth_fil
 LEADER_SETTLED = PeerView(
     is_leader=True,
     hostname=HOST0,
-    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0),
+    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
     store=StoreContents(auth_file=AUTH_A),
-    own=UnitPeerData(hostname=HOST0, ack=ack(CFG_A, AUTH_A)),
+    own=UnitPeerData(hostname=HOST0),
     workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
     backend_credentials=True,
     peer_hostnames=(HOST1,),
+    applied=ack(CFG_A, AUTH_A),
 )
 # A follower running exactly what that leader published.
 FOLLOWER_SETTLED = PeerView(
     is_leader=False,
     hostname=HOST1,
-    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0),
+    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
     store=StoreContents(auth_file=AUTH_A),
-    own=UnitPeerData(hostname=HOST1, ack=ack(CFG_A, AUTH_A)),
+    own=UnitPeerData(hostname=HOST1),
     workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
     peer_hostnames=(HOST0,),
+    applied=ack(CFG_A, AUTH_A),
 )
 FRESH_LEADER = PeerView(is_leader=True, hostname=HOST0)
 FRESH_FOLLOWER = PeerView(is_leader=False, hostname=HOST1)
@@ -128,7 +138,8 @@ CREATED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
-            Acknowledge(ack(CFG_A, None)),
+            RequestAcknowledgements(NO_ACK_WANTED),
+            RememberApplied(ack(CFG_A, None)),
             waiting(BACKEND_NOT_READY),
             Defer(BACKEND_NOT_READY),
         ],
@@ -139,7 +150,8 @@ CREATED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
-            Acknowledge(ack(CFG_A, None)),
+            RequestAcknowledgements(NO_ACK_WANTED),
+            RememberApplied(ack(CFG_A, None)),
             waiting(BACKEND_NOT_READY),
             Defer(BACKEND_NOT_READY),
         ],
@@ -154,8 +166,9 @@ CREATED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
+            RequestAcknowledgements(NO_ACK_WANTED),
             StoreAuth(AUTH_A),
-            Acknowledge(ack(CFG_A, AUTH_A)),
+            RememberApplied(ack(CFG_A, AUTH_A)),
         ],
         id="leader: config, backend ready -> publish, store auth",
     ),
@@ -190,14 +203,17 @@ CHANGED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
+            # A leader asks for acknowledgements only while a client waits (none here); it
+            # says so once, since a follower takes no request at all for an older leader's.
+            RequestAcknowledgements(NO_ACK_WANTED),
             PublishLeaderHostname(HOST0),
-            Acknowledge(ack(CFG_A, None)),
+            RememberApplied(ack(CFG_A, None)),
         ],
-        id="leader: publish config and leader hostname",
+        id="leader: publish config and leader hostname, never acknowledge to itself",
     ),
     pytest.param(
         evolve(LEADER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
-        [Reload(), PublishCfg(CFG_B), Acknowledge(ack(CFG_B, AUTH_A))],
+        [Reload(), PublishCfg(CFG_B), RememberApplied(ack(CFG_B, AUTH_A))],
         id="leader: config edited by a handler whose reload was lost -> reload, publish",
     ),
     pytest.param(LEADER_SETTLED, [], id="leader: nothing to publish"),
@@ -221,46 +237,83 @@ CHANGED = [
         id="follower: container unreachable -> defer",
     ),
     pytest.param(
-        evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), own=UnitPeerData(hostname=HOST1)),
+        evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), applied=None),
         [
             WriteCfg(CFG_A),
             WriteAuth(AUTH_A),
             Restart(),
-            Acknowledge(ack(CFG_A, AUTH_A)),
+            RememberApplied(ack(CFG_A, AUTH_A)),
         ],
         id="follower: valid cfg and auth, empty container -> write both, start",
     ),
     pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+        ),
+        [WriteCfg(CFG_B), Reload(), RememberApplied(ack(CFG_B, AUTH_A))],
+        id="follower: new valid cfg -> save, reload, remember (no acknowledgement asked)",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=ack(CFG_B, None).cfg_digest
+            ),
+        ),
+        [
+            WriteCfg(CFG_B),
+            Reload(),
+            Acknowledge(ack(CFG_B, AUTH_A)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
+        ],
+        id="follower: new valid cfg, the leader waits for it -> save, reload, acknowledge",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=ack(CFG_A, None).cfg_digest
+            ),
+        ),
+        [WriteCfg(CFG_B), Reload(), RememberApplied(ack(CFG_B, AUTH_A))],
+        id="follower: a request for an older cfg -> no acknowledgement",
+    ),
+    pytest.param(
         evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0)),
-        [WriteCfg(CFG_B), Reload(), Acknowledge(ack(CFG_B, AUTH_A))],
-        id="follower: new valid cfg -> save, reload",
+        [
+            WriteCfg(CFG_B),
+            Reload(),
+            Acknowledge(ack(CFG_B, AUTH_A)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
+        ],
+        id="follower: a leader of an older revision (no request key) -> acknowledge",
     ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, store=StoreContents(auth_file=AUTH_B)),
-        [WriteAuth(AUTH_B), Reload(), Acknowledge(ack(CFG_A, AUTH_B))],
+        [WriteAuth(AUTH_B), Reload(), RememberApplied(ack(CFG_A, AUTH_B))],
         id="follower: cfg unchanged, new valid auth -> save auth, reload",
     ),
     pytest.param(
         evolve(
             FOLLOWER_SETTLED,
-            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0),
+            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
             store=StoreContents(auth_file=AUTH_B),
         ),
         [
             WriteCfg(CFG_B),
             WriteAuth(AUTH_B),
             Reload(),
-            Acknowledge(ack(CFG_B, AUTH_B)),
+            RememberApplied(ack(CFG_B, AUTH_B)),
         ],
         id="follower: both new -> save both, one reload",
     ),
     pytest.param(
-        evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_PORT, leader_hostname=HOST0)),
-        [
-            WriteCfg(CFG_PORT),
-            Restart(),
-            Acknowledge(ack(CFG_PORT, AUTH_A)),
-        ],
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(cfg_file=CFG_PORT, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+        ),
+        [WriteCfg(CFG_PORT), Restart(), RememberApplied(ack(CFG_PORT, AUTH_A))],
         id="follower: restart-only setting changed -> restart",
     ),
     pytest.param(
@@ -273,6 +326,7 @@ CHANGED = [
             WriteAuth(AUTH_B),
             Reload(),
             Acknowledge(ack(CFG_A, AUTH_B, ok=False)),
+            RememberApplied(ack(CFG_A, AUTH_B)),
             waiting(BAD_CFG_REASON),
         ],
         id="follower: invalid cfg, valid auth -> keep cfg, save auth, reload",
@@ -287,6 +341,7 @@ CHANGED = [
             WriteCfg(CFG_B),
             Reload(),
             Acknowledge(ack(CFG_B, AUTH_A, ok=False)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
             waiting(BAD_AUTH_REASON),
         ],
         id="follower: valid cfg, invalid auth -> save cfg, keep auth, reload",
@@ -307,15 +362,17 @@ CHANGED = [
     pytest.param(FOLLOWER_SETTLED, [], id="follower: no change"),
     pytest.param(
         evolve(FOLLOWER_SETTLED, store=StoreContents()),
-        [RemoveAuth(), Reload(), Acknowledge(ack(CFG_A, None))],
+        [RemoveAuth(), Reload(), RememberApplied(ack(CFG_A, None))],
         id="follower: leader withdrew the auth file, config names no auth user -> remove",
     ),
     pytest.param(
         evolve(
             FOLLOWER_SETTLED,
-            app=AppPeerData(cfg_file=CFG_AUTH_USER, leader_hostname=HOST0),
+            app=AppPeerData(
+                cfg_file=CFG_AUTH_USER, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED
+            ),
             workload=WorkloadFiles(cfg=CFG_AUTH_USER, auth=AUTH_A),
-            own=UnitPeerData(hostname=HOST1, ack=ack(CFG_AUTH_USER, AUTH_A)),
+            applied=ack(CFG_AUTH_USER, AUTH_A),
             store=StoreContents(),
         ),
         [],
@@ -327,9 +384,18 @@ CHANGED = [
         id="follower: container drifted from the published cfg -> rewrite, reload",
     ),
     pytest.param(
-        evolve(FOLLOWER_SETTLED, own=UnitPeerData(hostname=HOST1, ack=ack(CFG_B, AUTH_A))),
-        [Reload(), Acknowledge(ack(CFG_A, AUTH_A))],
+        evolve(FOLLOWER_SETTLED, applied=ack(CFG_B, AUTH_A)),
+        [Reload(), RememberApplied(ack(CFG_A, AUTH_A))],
         id="follower: files written but reload lost -> reload now",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            applied=None,
+            own=UnitPeerData(hostname=HOST1, ack=ack(CFG_B, AUTH_A)),
+        ),
+        [Reload(), RememberApplied(ack(CFG_A, AUTH_A))],
+        id="follower: no memory yet, an older revision's acknowledgement says reload lost",
     ),
 ]
 
@@ -352,7 +418,7 @@ def test_secret_changed_follower_takes_the_new_auth_file():
     assert service.on_secret_changed(view) == [
         WriteAuth(AUTH_B),
         Reload(),
-        Acknowledge(ack(CFG_A, AUTH_B)),
+        RememberApplied(ack(CFG_A, AUTH_B)),
     ]
 
 
@@ -381,8 +447,10 @@ def test_leader_elected_takes_the_newer_published_config_then_applies_the_charm_
     assert service.on_leader_elected(view) == [
         WriteCfg(CFG_B),
         Reload(),
+        # The old leader was of an older revision (no request key): say none is wanted.
+        RequestAcknowledgements(NO_ACK_WANTED),
         PublishLeaderHostname(HOST1),
-        Acknowledge(ack(CFG_B, AUTH_A)),
+        RememberApplied(ack(CFG_B, AUTH_A)),
     ]
 
 
@@ -407,8 +475,9 @@ def test_leader_elected_with_no_config_anywhere_renders_the_initial_one():
         WriteCfg,
         Restart,
         PublishCfg,
+        RequestAcknowledgements,
         PublishLeaderHostname,
-        Acknowledge,
+        RememberApplied,
     ]
     written = effects[1]
     assert isinstance(written, WriteCfg)
@@ -420,7 +489,10 @@ def test_leader_elected_on_a_follower_is_ignored():
 
 
 def test_departed_leader_refreshes_its_hostname():
-    view = evolve(LEADER_SETTLED, app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST2))
+    view = evolve(
+        LEADER_SETTLED,
+        app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST2, ack_wanted=NO_ACK_WANTED),
+    )
     assert service.on_relation_departed(view, departing_hostname=HOST2) == [
         PublishLeaderHostname(HOST0),
     ]
@@ -439,12 +511,12 @@ def test_departure_of_another_follower_is_quiet():
 
 
 def test_workload_ready_follower_starts_with_the_published_files():
-    view = evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), own=UnitPeerData(hostname=HOST1))
+    view = evolve(FOLLOWER_SETTLED, workload=WorkloadFiles(), applied=None)
     assert service.on_workload_ready(view) == [
         WriteCfg(CFG_A),
         WriteAuth(AUTH_A),
         Restart(),
-        Acknowledge(ack(CFG_A, AUTH_A)),
+        RememberApplied(ack(CFG_A, AUTH_A)),
     ]
 
 

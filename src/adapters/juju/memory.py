@@ -2,13 +2,15 @@
 
 It holds one-way digests of what the leader set up on the backend (so a repeat skips the
 backend) and of what this unit's exporters run with (so a quiet hook asks Pebble nothing
-more), and the ids of client relations whose role is still to be dropped. Never a
+more), the ids of client relations whose role is still to be dropped, and the digests of
+the two files this unit's pgbouncer runs. Never a
 credential, never shared: a new leader, or lost state, just runs the idempotent setup again.
 """
 
 from typing import Any
 
 from domain.hook_view import Memory, RefusedClient, ServedClient
+from domain.peer_data import Acknowledgement
 
 
 class UnitMemory:
@@ -17,7 +19,13 @@ class UnitMemory:
     def __init__(self, stored: Any):
         self._stored = stored
         stored.set_default(
-            backend_digest="", served={}, roles_to_drop=[], refused={}, exporters_digest=""
+            backend_digest="",
+            served={},
+            roles_to_drop=[],
+            refused={},
+            exporters_digest="",
+            applied_cfg="",
+            applied_auth="",
         )
 
     def read(self) -> Memory:
@@ -45,6 +53,7 @@ class UnitMemory:
             served=served,
             roles_to_drop=tuple(int(rid) for rid in self._stored.roles_to_drop),
             refused=refused,
+            applied=self.applied(),
         )
 
     def exporters_digest(self) -> str:
@@ -53,6 +62,19 @@ class UnitMemory:
 
     def remember_exporters(self, digest: str) -> None:
         self._stored.exporters_digest = digest
+
+    def applied(self) -> Acknowledgement | None:
+        cfg, auth = self._stored.applied_cfg, self._stored.applied_auth
+        if not cfg or not auth:
+            return None
+        try:
+            return Acknowledgement(cfg, auth, ok=True)
+        except ValueError:
+            return None  # not digests: as if nothing was recorded (the files are re-read)
+
+    def remember_applied(self, applied: Acknowledgement) -> None:
+        self._stored.applied_cfg = applied.cfg_digest
+        self._stored.applied_auth = applied.auth_digest
 
     def remember_backend(self, digest: str) -> None:
         self._stored.backend_digest = digest

@@ -11,6 +11,7 @@ from adapters.juju import converters
 from adapters.juju.hostname import unit_hostname
 from domain.errors import InvalidPeerData
 from domain.peer_data import (
+    ACK_WANTED_KEY,
     CFG_FILE_KEY,
     HOSTNAME_KEY,
     LEADER_HOSTNAME_KEY,
@@ -96,3 +97,6 @@ class PeerRelation:
 
     def publish_leader_hostname(self, hostname: str) -> None:
         self._set(self._databag(self._model.app), LEADER_HOSTNAME_KEY, hostname)
+
+    def request_acknowledgements(self, digest: str) -> None:
+        self._set(self._databag(self._model.app), ACK_WANTED_KEY, digest)
