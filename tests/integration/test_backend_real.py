@@ -21,6 +21,7 @@ from charm import PgBouncerK8sCharm
 from domain.backend import auth_user_for, with_auth_query
 from domain.backend_service import RELATION_REMOVED
 from domain.charm_config import CharmConfig, initial_config
+from domain.peer_data import short_digest
 from domain.pgb_config import ConnString, render_pgb_ini
 from domain.ports import WorkloadPort
 from localenv.local_workload import LocalWorkload
@@ -437,7 +438,9 @@ def test_charm_sets_up_auth_query_and_a_client_connects(
     assert os.path.isfile(os.path.join(workload.base_dir, "userlist.txt"))
     assert None not in workload.pids()
     assert out.deferred == []
-    assert out.unit_status == testing.ActiveStatus(f"pgbouncer on port {port}, 2 processes")
+    assert out.unit_status == testing.ActiveStatus(
+        f"pgbouncer on port {port}, 2 processes, config {short_digest(cfg_text)}"
+    )
     # Published at once, the auth file in the store.
     peer_data = out.get_relation(peer.id).local_app_data
     assert peer_data["cfg_file"] == cfg_text

@@ -26,6 +26,7 @@ from charm import PgBouncerK8sCharm
 from domain.backend import auth_user_for
 from domain.charm_config import CharmConfig, initial_config
 from domain.clients import owner_role
+from domain.peer_data import short_digest
 from domain.pgb_config import render_pgb_ini
 from domain.ports import WorkloadPort
 from localenv.local_workload import LocalWorkload
@@ -219,7 +220,9 @@ def test_a_single_unit_serves_a_client_in_the_hook_of_its_request(postgres, worl
     out = ctx.run(ctx.on.relation_changed(client, remote_unit=0), set_up)
 
     assert out.deferred == []
-    assert out.unit_status == testing.ActiveStatus(f"pgbouncer on port {port}, 2 processes")
+    assert out.unit_status == testing.ActiveStatus(
+        f"pgbouncer on port {port}, 2 processes, config {short_digest(leader.read_cfg())}"
+    )
     answer = out.get_relation(client.id).local_app_data
     assert answer["database"] == world.client_database
     assert answer["endpoints"] == f"{HOST0}:{port}"
