@@ -23,8 +23,6 @@ database that the whole application opens, so each process gets its share of it,
 number of pgbouncer processes of the whole application (units x processes per unit).
 """
 
-import attrs
-
 from domain.budget import ConnectionBudget
 from domain.errors import InvalidCharmConfig
 from domain.pgb_config import AUTH_PATH, PGB_DIR, POOL_MODES, PgbConfig

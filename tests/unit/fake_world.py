@@ -1,7 +1,8 @@
 """An in-memory world for PeerSyncService: what Juju and the container would hold.
 
 ``Shared`` is the peer relation's application side (databag and secret store); ``Unit`` is
-one unit's container files, unit databag and process counters. ``Unit.apply`` carries out a
+one unit's container files, unit databag, memory (what it remembers running) and process
+counters. ``Unit.apply`` carries out a
 list of effects the way the adapters do, so two real ``PeerSyncService`` cores can be wired
 together (a leader's effects become a follower's input) with no Juju at all.
 """
@@ -15,15 +16,17 @@ from domain.effects import (
     PublishCfg,
     PublishLeaderHostname,
     Reload,
+    RememberApplied,
     RemoveAuth,
     Report,
+    RequestAcknowledgements,
     Restart,
     SetHostname,
     StoreAuth,
     WriteAuth,
     WriteCfg,
 )
-from domain.peer_data import AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
 from domain.peer_sync import PeerView, WorkloadFiles
 
 
@@ -40,6 +43,7 @@ class Unit:
     cfg: str | None = None
     auth: str | None = None
     own: UnitPeerData = UnitPeerData()
+    applied: Acknowledgement | None = None
     reloads: int = 0
     restarts: int = 0
     writes: int = 0
@@ -56,6 +60,7 @@ class Unit:
             workload=WorkloadFiles(self.cfg, self.auth),
             backend_credentials=self.backend_credentials,
             peer_hostnames=peers,
+            applied=self.applied,
         )
 
     def apply(self, effects: list[Effect], shared: Shared) -> None:
@@ -84,6 +89,10 @@ class Unit:
                     shared.store = attrs.evolve(shared.store, auth_file=content)
                 case Acknowledge(ack):
                     self.own = attrs.evolve(self.own, ack=ack)
+                case RequestAcknowledgements(digest):
+                    shared.app = attrs.evolve(shared.app, ack_wanted=digest)
+                case RememberApplied(applied):
+                    self.applied = applied
                 case Defer():
                     self.deferred += 1
                 case Report():

@@ -6,14 +6,14 @@ import pytest
 from domain.budget import ConnectionBudget, connection_budget
 from domain.charm_config import CharmConfig, initial_config
 from domain.effects import (
-    Acknowledge,
     PublishCfg,
     Reload,
+    RememberApplied,
     Report,
     WriteCfg,
 )
 from domain.errors import InvalidCharmConfig
-from domain.peer_data import Acknowledgement, AppPeerData, UnitPeerData
+from domain.peer_data import NO_ACK_WANTED, Acknowledgement, AppPeerData, UnitPeerData
 from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
 from domain.pgb_config import render_pgb_ini
 from domain.status import Severity, StatusReason
@@ -114,9 +114,10 @@ def _leader(cfg: str, peers: tuple[str, ...], processes: int = 2) -> PeerView:
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0),
-        own=UnitPeerData(hostname=HOST0, ack=Acknowledgement.of(cfg, None, True)),
+        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+        own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg=cfg),
+        applied=Acknowledgement.of(cfg, None, True),
         peer_hostnames=peers,
         charm=CHARM,
         processes=processes,
@@ -128,7 +129,7 @@ def _moved(cfg: str) -> list:
         WriteCfg(cfg),
         Reload(),
         PublishCfg(cfg),
-        Acknowledge(Acknowledgement.of(cfg, None, True)),
+        RememberApplied(Acknowledgement.of(cfg, None, True)),
     ]
 
 

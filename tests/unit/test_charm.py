@@ -563,7 +563,8 @@ def test_leader_app_status_names_the_published_config_when_it_waits_for_nothing(
         f"config {short_digest(CFG_A)} published; each unit's status shows the config it runs"
     )
     assert out.unit_status == serving(folder)
-    assert out.get_relation(peer.id).local_unit_data == {"hostname": HOST0}  # no own ack
+    # No acknowledgement to itself: its unit databag holds what it held, and its schema.
+    assert out.get_relation(peer.id).local_unit_data == {"hostname": HOST0, "schema_version": "2"}
 
 
 def test_one_hook_reads_the_peer_secret_once(folder, mocker):

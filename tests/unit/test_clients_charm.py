@@ -464,7 +464,7 @@ def test_a_client_that_asked_for_no_secrets_gets_plain_fields_on_juju_3(folder):
 
     assert out.get_relation(relation.id).local_app_data == HANDED | PLAIN_CREDENTIALS
     assert client_secret(out) is None
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.unit_status == serving(folder)
 
 
 def test_a_client_that_starts_asking_for_secrets_gets_them_moved_into_one(folder):

@@ -576,7 +576,9 @@ def test_follower_on_a_newer_pgbouncer_takes_what_it_runs_and_publishes_its_vers
         SetPgbouncerVersion(V1_21),
         WriteCfg(CFG_PEERED),
         Restart(),  # peer_id is a restart-only setting
+        # An older leader (no ack_wanted) reads every acknowledgement.
         Acknowledge(ack(CFG_PEERED, AUTH_A)),
+        RememberApplied(ack(CFG_PEERED, AUTH_A)),
     ]
 
 

@@ -1,7 +1,8 @@
 """Properties of PeerSyncService over generated views, valid and hostile.
 
 Whatever a unit sees (published text that is valid, subtly broken or arbitrary; a container
-with any files or none; any acknowledgement; leader or not), every event handler must return
+with any files or none; any acknowledgement, any memory of what it applied, any request for acknowledgements;
+leader or not), every event handler must return
 effects and never raise; the effects must keep the contract's order with at most one signal
 and Defer last; and a second run on the world the first run produced must change nothing.
 """
@@ -12,19 +13,29 @@ from hypothesis import strategies as st
 
 from domain.charm_config import CharmConfig
 from domain.effects import (
+    Acknowledge,
     Defer,
     Effect,
     PublishCfg,
     PublishLeaderHostname,
     Reload,
+    RememberApplied,
     RemoveAuth,
+    RequestAcknowledgements,
     Restart,
     SetHostname,
     StoreAuth,
     WriteAuth,
     WriteCfg,
 )
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    NO_ACK_WANTED,
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+    content_digest,
+)
 from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
 from tests.unit.fake_world import Shared, Unit
 from tests.unit.peer_fixtures import (
@@ -62,11 +73,22 @@ hostnames = st.sampled_from([HOST0, HOST1, HOST2])
 acks = st.none() | st.builds(
     Acknowledgement.of, st.none() | st.sampled_from([CFG_A, CFG_B]), maybe_auth, st.booleans()
 )
+# What a unit remembers running: always something it applied (ok).
+remembered = st.none() | st.builds(
+    Acknowledgement.of, st.sampled_from([CFG_A, CFG_B]), maybe_auth, st.just(True)
+)
+# An older leader's (absent), none wanted, or wanted for one config or another.
+ack_wanted = st.sampled_from([None, NO_ACK_WANTED, content_digest(CFG_A), content_digest(CFG_B)])
 views = st.builds(
     PeerView,
     is_leader=st.booleans(),
     hostname=hostnames,
-    app=st.builds(AppPeerData, cfg_file=maybe_cfg, leader_hostname=st.none() | hostnames),
+    app=st.builds(
+        AppPeerData,
+        cfg_file=maybe_cfg,
+        leader_hostname=st.none() | hostnames,
+        ack_wanted=ack_wanted,
+    ),
     store=st.builds(StoreContents, auth_file=maybe_auth),
     own=st.builds(UnitPeerData, hostname=st.none() | hostnames, ack=acks),
     workload=st.none() | st.builds(WorkloadFiles, cfg=maybe_cfg, auth=maybe_auth),
@@ -80,6 +102,7 @@ views = st.builds(
         max_db_connections=st.integers(0, 10_000),
     ),
     processes=st.integers(1, 4),
+    applied=remembered,
 )
 EVENTS = {
     "created": service.on_relation_created,
@@ -101,6 +124,9 @@ _CHANGES = (
     PublishCfg,
     PublishLeaderHostname,
     StoreAuth,
+    RequestAcknowledgements,
+    Acknowledge,
+    RememberApplied,
 )
 
 
@@ -128,6 +154,7 @@ def test_a_second_run_on_the_resulting_world_changes_nothing(view: PeerView, eve
         files.cfg,
         files.auth,
         view.own,
+        applied=view.applied,
         backend_credentials=view.backend_credentials,
     )
 

@@ -35,7 +35,15 @@ SEED_APP = {
     "relation_id_7": PW7,
 }
 STORE = {"auth-file": AUTH_A, "relation-id-4": PW4, "relation-id-7": PW7}
-DONE_APP_KEYS = {"cfg_file", "leader_hostname", SECRET_ID_KEY, "store_digest", "schema_version"}
+# ack_wanted: the seed's layout has none, so this revision's leader says it wants none.
+DONE_APP_KEYS = {
+    "cfg_file",
+    "leader_hostname",
+    SECRET_ID_KEY,
+    "store_digest",
+    "schema_version",
+    "ack_wanted",
+}
 MOVING = "moving 3 plain-text credential(s) from the peer databag into the peer secret"
 
 

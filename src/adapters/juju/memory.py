@@ -9,6 +9,7 @@ credential, never shared: a new leader, or lost state, just runs the idempotent 
 
 from typing import Any
 
+from domain.errors import InvalidPeerData
 from domain.hook_view import Memory, RefusedClient, ServedClient
 from domain.peer_data import Acknowledgement
 
@@ -69,7 +70,7 @@ class UnitMemory:
             return None
         try:
             return Acknowledgement(cfg, auth, ok=True)
-        except ValueError:
+        except InvalidPeerData:
             return None  # not digests: as if nothing was recorded (the files are re-read)
 
     def remember_applied(self, applied: Acknowledgement) -> None:
