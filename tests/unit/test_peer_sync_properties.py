@@ -1,10 +1,10 @@
 """Properties of PeerSyncService over generated views, valid and hostile.
 
 Whatever a unit sees (published text that is valid, subtly broken or arbitrary; a container
-with any files or none; any acknowledgement, any memory of what it applied, any request for acknowledgements;
-leader or not), every event handler must return
-effects and never raise; the effects must keep the contract's order with at most one signal
-and Defer last; and a second run on the world the first run produced must change nothing.
+with any files or none; any acknowledgement, any memory of what it applied, any request for
+acknowledgements; leader or not), every event handler must return effects and never raise;
+the effects must keep the contract's order with at most one signal and Defer last; and a
+second run on the world the first run produced must change nothing.
 """
 
 import attrs
