@@ -20,6 +20,7 @@ from tests.unit.charm_harness import (
     PROCESSES,
     container,
     context,
+    pebble_calls,
     read_file,
     serving,
     write_files,
@@ -226,6 +227,96 @@ def test_changed_follower_with_the_same_data_writes_nothing_and_sends_no_signal(
         **ack_of(CFG_A, AUTH_A),
         "schema_version": "2",
     }
+
+
+def remembering(cfg: str, auth: str | None) -> testing.StoredState:
+    """The charm's StoredState of a unit whose pgbouncer runs ``cfg`` and ``auth``."""
+    applied = Acknowledgement.of(cfg, auth, ok=True)
+    return testing.StoredState(
+        owner_path="PgBouncerK8sCharm",
+        content={"applied_cfg": applied.cfg_digest, "applied_auth": applied.auth_digest},
+    )
+
+
+SETTLED_FOLLOWER = {"hostname": HOST0, "schema_version": "2", "pgbouncer_version": "1.18.0"}
+
+
+def test_a_quiet_follower_trusts_what_it_remembers_and_asks_pebble_nothing(folder, monkeypatch):
+    # Nothing new for it: what the leader publishes is what it remembers running.
+    write_files(folder, cfg=CFG_A, auth=AUTH_A)
+    state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
+    peer = dataclasses.replace(peer, local_app_data=peer.local_app_data | {"ack_wanted": "none"})
+    state = dataclasses.replace(
+        state, relations={peer, backend()}, stored_states={remembering(CFG_A, AUTH_A)}
+    )
+    ctx = context()
+    with pebble_calls(monkeypatch) as calls:
+        out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert calls == {}  # not its files, not its processes, not its version
+    assert out.deferred == []
+    assert out.unit_status == serving(folder)  # the remembered config's digest
+    assert out.get_relation(peer.id).local_unit_data == SETTLED_FOLLOWER
+
+
+def test_a_follower_with_nothing_remembered_reads_its_files(folder, monkeypatch):
+    # The control of the test above: the same hook without the memory asks Pebble.
+    write_files(folder, cfg=CFG_A, auth=AUTH_A)
+    state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
+    peer = dataclasses.replace(peer, local_app_data=peer.local_app_data | {"ack_wanted": "none"})
+    state = dataclasses.replace(state, relations={peer, backend()})
+    ctx = context()
+    with pebble_calls(monkeypatch) as calls:
+        out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert calls["pull"] == 2
+    assert calls["get_services"] == 1  # the process check
+    assert out.unit_status == serving(folder)
+
+
+def test_a_follower_that_remembers_another_config_reads_its_files(folder, signals):
+    write_files(folder, cfg=CFG_B, auth=AUTH_A)
+    state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
+    state = dataclasses.replace(state, stored_states={remembering(CFG_B, AUTH_A)})
+    ctx = context()
+    out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert read_file(folder, "pgbouncer.ini") == CFG_A
+    assert signals.call_count == 1  # one reload
+    assert out.unit_status == serving(folder)
+    assert dict(out.get_stored_state("_stored", owner_path="PgBouncerK8sCharm").content)[
+        "applied_cfg"
+    ] == (content_digest(CFG_A))
+
+
+@pytest.mark.parametrize("event", ["update_status", "pebble_ready", "upgrade_charm"])
+def test_a_follower_rechecks_its_files_whatever_it_remembers_on(folder, event):
+    # Its memory says it runs what the leader published, but the file was changed behind its
+    # back (a rescheduled pod, a hand edit): these events look at the files and repair them.
+    write_files(folder, cfg=CFG_B, auth=AUTH_A)
+    state, _peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
+    state = dataclasses.replace(state, stored_states={remembering(CFG_A, AUTH_A)})
+    ctx = context()
+    hook = (
+        ctx.on.pebble_ready(state.get_container("pgbouncer"))
+        if event == "pebble_ready"
+        else (getattr(ctx.on, event)())
+    )
+    ctx.run(hook, state)
+
+    assert read_file(folder, "pgbouncer.ini") == CFG_A
+
+
+def test_a_peer_event_trusts_the_memory_where_those_events_recheck(folder, signals):
+    # The counterpart of the test above: on a peer event the files are not looked at.
+    write_files(folder, cfg=CFG_B, auth=AUTH_A)
+    state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
+    state = dataclasses.replace(state, stored_states={remembering(CFG_A, AUTH_A)})
+    ctx = context()
+    ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert read_file(folder, "pgbouncer.ini") == CFG_B
+    assert signals.call_count == 0
 
 
 def test_changed_follower_restarts_for_a_new_listen_port(folder, signals, mocker):
