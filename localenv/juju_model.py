@@ -576,8 +576,13 @@ class MultiUnitModel:
             except ValueError as err:
                 problems.append(f"{name}: unreadable unit databag: {err}")
             # What the unit remembers running is what it shows and trusts on its next peer
-            # hook instead of reading its files: it must be what it runs.
-            if self.remembered_applied(n) != (content_digest(cfg), content_digest(auth)):
+            # hook instead of reading its files: it must be what it runs. (A unit of another
+            # revision keeps no such memory.)
+            remembered = self.remembered_applied(n)
+            if n not in self._runners and remembered != (
+                content_digest(cfg),
+                content_digest(auth),
+            ):
                 problems.append(f"{name}: remembers running other files than the published")
         leader = self.unit_name(self._leader) if self._leader is not None else ""
         summary = sync_summary(cfg, self._app_data.get(ACK_WANTED_KEY), units, leader)

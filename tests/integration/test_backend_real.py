@@ -556,7 +556,9 @@ def test_charm_follows_a_rotated_backend_password(
     out = ctx.run(ctx.on.secret_changed(secret), before)
 
     assert out.deferred == []
-    assert out.unit_status == testing.ActiveStatus(f"pgbouncer on port {port}, 2 processes")
+    assert out.unit_status == testing.ActiveStatus(
+        f"pgbouncer on port {port}, 2 processes, config {short_digest(workload.read_cfg())}"
+    )
     assert postgres.psql(f"SELECT count(*) FROM pg_roles WHERE rolname = '{auth_user}'") == "1"
     # pgbouncer's auth_query works again: a client in no auth file gets in.
     app, app_pw = new_role()
