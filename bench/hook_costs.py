@@ -95,13 +95,14 @@ def _follower_run(folder: pathlib.Path, on_disk: str, published: str, auth: str)
     The container holds ``on_disk`` (the config this unit applied: it remembers so, in its
     StoredState, and acknowledged it, as a unit of an older revision would have) and
     ``auth``; the leader published ``published`` and the same ``auth``, and asks for no
-    acknowledgement (``ack_wanted`` = none: no client waits). The unit is settled in this
-    revision: its databag holds the peer schema and the pgbouncer version it learned on its
-    first hooks (without it, every hook would ask the image again: one exec).
+    acknowledgement (``ack_wanted`` is ``none:`` and its digest: no client waits). The unit
+    is settled in this revision: its databag holds the peer schema and the pgbouncer version
+    it learned on its first hooks (without it, every hook would ask the image again: an exec).
     """
     from ops import testing
 
     from charm import PgBouncerK8sCharm
+    from domain.peer_data import no_acknowledgement_wanted
     from tests.unit.charm_harness import PROCESSES, container, context, write_files
     from tests.unit.peer_fixtures import HOST0, HOST1
     from tests.unit.test_charm import ack_of, backend, store_secret
@@ -115,7 +116,7 @@ def _follower_run(folder: pathlib.Path, on_disk: str, published: str, auth: str)
             "cfg_file": published,
             "leader_hostname": HOST1,
             "secret_id": secret.id,
-            "ack_wanted": "none",
+            "ack_wanted": no_acknowledgement_wanted(published),
             "schema_version": "2",
         },
         local_unit_data={

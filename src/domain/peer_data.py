@@ -39,10 +39,10 @@ APPLY_OK_KEY = "apply_ok"
 PGBOUNCER_VERSION_KEY = "pgbouncer_version"
 # The exporters' stats user's password (domain.observability), kept in the store too.
 STATS_PASSWORD_KEY = "stats_password"
-# Additive: the digest of the cfg_file the leader waits for acknowledgements of, or
-# NO_ACK_WANTED (an older leader leaves it out: its followers always acknowledge).
+# Additive: whether the leader waits for acknowledgements of the cfg_file it published,
+# and of which (see AppPeerData); an older leader leaves it out.
 ACK_WANTED_KEY = "ack_wanted"
-NO_ACK_WANTED = "none"
+NOT_WANTED_PREFIX = "none:"
 
 NO_FILE_DIGEST = "none"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?")
@@ -110,33 +110,50 @@ def _digest(_instance: object, attribute: attrs.Attribute[str], value: str) -> N
         raise InvalidPeerData(f"{attribute.name}: not a content digest")
 
 
-def _optional_digest(
+_ACK_WANTED = re.compile(f"(?:{NOT_WANTED_PREFIX})?[0-9a-f]{{16}}")
+
+
+def _ack_wanted(
     _instance: object, attribute: attrs.Attribute[str | None], value: str | None
 ) -> None:
-    if value is not None:
-        _digest(_instance, attribute, value)  # type: ignore[arg-type]
+    if value is not None and _ACK_WANTED.fullmatch(value) is None:
+        raise InvalidPeerData(f"{attribute.name}: not a content digest, with or without 'none:'")
+
+
+def acknowledgements_wanted(cfg_file: str) -> str:
+    """``ack_wanted`` for ``cfg_file`` when the leader waits for its acknowledgements."""
+    return content_digest(cfg_file)
+
+
+def no_acknowledgement_wanted(cfg_file: str) -> str:
+    """``ack_wanted`` for ``cfg_file`` when the leader waits for none."""
+    return NOT_WANTED_PREFIX + content_digest(cfg_file)
 
 
 @value_class
 class AppPeerData:
     """The plain part of the application databag.
 
-    ``ack_wanted`` says which units' acknowledgements the leader waits for: the digest of
-    the ``cfg_file`` it published for a client that waits for its credentials, ``none`` when
-    it waits for nothing. A unit databag write wakes every other unit, so units acknowledge
-    only what the leader asks for. Absent, the leader is of a revision that always wants
-    them (see ``acknowledgement_wanted``).
+    ``ack_wanted`` says whether the leader waits for the units' acknowledgements of the
+    ``cfg_file`` it published (a client waits for its credentials): that config's digest
+    when it does, ``none:`` and the digest when it does not. A unit databag write wakes
+    every other unit, so units acknowledge only what the leader asks for. The leader writes
+    the key with every ``cfg_file`` it publishes, so a key naming another config than the
+    one published was left by an earlier leader, and the one publishing now is of an older
+    revision, as when the key is absent: such a leader reads every unit's acknowledgement
+    (during a refresh or a rollback, when leadership moves to a unit not yet replaced).
     """
 
     cfg_file: str | None = None
     leader_hostname: str | None = attrs.field(default=None, validator=_hostname)
-    ack_wanted: str | None = attrs.field(default=None, validator=_optional_digest)
+    ack_wanted: str | None = attrs.field(default=None, validator=_ack_wanted)
 
     def acknowledgement_wanted(self) -> bool:
         """Whether a follower should acknowledge what it runs of this publication."""
-        if self.ack_wanted is None:
-            return True  # a leader of an older revision: it reads every unit's acknowledgement
-        return self.cfg_file is not None and self.ack_wanted == content_digest(self.cfg_file)
+        if self.cfg_file is None or self.ack_wanted is None:
+            return True  # nothing to acknowledge yet, or a leader of an older revision
+        # Wanted for this config, or a stale key (an older leader published this config).
+        return self.ack_wanted != no_acknowledgement_wanted(self.cfg_file)
 
 
 @value_class

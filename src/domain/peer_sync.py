@@ -76,12 +76,12 @@ from domain.effects import (
 )
 from domain.errors import InvalidInput
 from domain.peer_data import (
-    NO_ACK_WANTED,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
-    content_digest,
+    acknowledgements_wanted,
+    no_acknowledgement_wanted,
 )
 from domain.pgb_config import ChangeKind, PgbConfig, change_kind, parse_pgb_ini, render_pgb_ini
 from domain.pgb_validation import WorkloadFacts, check_published
@@ -416,16 +416,21 @@ class Plan:
         """Leader: ask the followers to acknowledge the published config while a client waits
         for it, and only then: each acknowledgement wakes every other unit.
 
-        A request no longer needed is withdrawn with the next publication (or when an older
-        leader left none), never on its own: that write alone would wake every follower.
+        ``ack_wanted`` names the config it is about, so it is written with every new
+        ``cfg_file`` (in the same hook: no more hooks). A request no longer needed is
+        withdrawn with the next publication, never on its own: that write alone would wake
+        every follower.
         """
-        current = self.view.app.ack_wanted
-        if self.acknowledgements_wanted and self.published_cfg is not None:
-            wanted = content_digest(self.published_cfg)
-        elif current is None or self.published_cfg != self.view.app.cfg_file:
-            wanted = NO_ACK_WANTED
-        else:
+        published = self.published_cfg
+        if published is None:
             return
+        current = self.view.app.ack_wanted
+        if self.acknowledgements_wanted:
+            wanted = acknowledgements_wanted(published)
+        elif current == acknowledgements_wanted(published):
+            return  # wanted until now for this very config: withdrawn with the next one
+        else:
+            wanted = no_acknowledgement_wanted(published)
         if wanted != current:
             self.effects.append(RequestAcknowledgements(wanted))
 

@@ -28,6 +28,7 @@ from domain.effects import (
     RemoveAuthSetup,
     RemoveStoredAuth,
     Report,
+    RequestAcknowledgements,
     RequestDatabase,
     Restart,
     StoreAuth,
@@ -37,12 +38,12 @@ from domain.effects import (
 from domain.hook_plan import HookPlanner
 from domain.hook_view import BackendView, EventKind, HookEvent, HookView, Memory
 from domain.peer_data import (
-    NO_ACK_WANTED,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
     content_digest,
+    no_acknowledgement_wanted,
 )
 from domain.peer_sync import LEADER_CFG_INVALID, NO_CONFIG, NOT_REACHABLE, PeerView, WorkloadFiles
 from domain.status import Severity, StatusReason
@@ -91,7 +92,11 @@ def leader(cfg: str | None, auth: str | None) -> PeerView:
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+        app=AppPeerData(
+            cfg_file=cfg,
+            leader_hostname=HOST0,
+            ack_wanted=no_acknowledgement_wanted(cfg) if cfg else None,
+        ),
         store=StoreContents(auth_file=auth),
         own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg, auth),
@@ -220,6 +225,7 @@ ROWS = [
             WriteAuth(FRESH_LINE),
             Reload(),
             PublishCfg(CFG_AUTH),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_AUTH)),
             StoreAuth(FRESH_LINE),
             RememberApplied(ack(CFG_AUTH, FRESH_LINE)),
             RememberBackendSetup(SETUP_DIGEST),
@@ -235,6 +241,7 @@ ROWS = [
             WriteAuth(FRESH_LINE),
             Reload(),
             PublishCfg(CFG_AUTH),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_AUTH)),
             StoreAuth(FRESH_LINE),
             RememberApplied(ack(CFG_AUTH, FRESH_LINE)),
             RememberBackendSetup(SETUP_DIGEST),
@@ -288,6 +295,7 @@ ROWS = [
             RemoveAuth(),
             Restart(),
             PublishCfg(CFG_PLAIN),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_PLAIN)),
             RemoveStoredAuth(),
             RememberApplied(ack(CFG_PLAIN, None)),
             RememberBackendSetup(""),
@@ -305,6 +313,7 @@ ROWS = [
             RemoveAuth(),
             Restart(),
             PublishCfg(CFG_PLAIN),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_PLAIN)),
             RemoveStoredAuth(),
             RememberApplied(ack(CFG_PLAIN, None)),
             RememberBackendSetup(""),

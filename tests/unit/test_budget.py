@@ -10,10 +10,16 @@ from domain.effects import (
     Reload,
     RememberApplied,
     Report,
+    RequestAcknowledgements,
     WriteCfg,
 )
 from domain.errors import InvalidCharmConfig
-from domain.peer_data import NO_ACK_WANTED, Acknowledgement, AppPeerData, UnitPeerData
+from domain.peer_data import (
+    Acknowledgement,
+    AppPeerData,
+    UnitPeerData,
+    no_acknowledgement_wanted,
+)
 from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
 from domain.pgb_config import render_pgb_ini
 from domain.status import Severity, StatusReason
@@ -114,7 +120,9 @@ def _leader(cfg: str, peers: tuple[str, ...], processes: int = 2) -> PeerView:
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+        app=AppPeerData(
+            cfg_file=cfg, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(cfg)
+        ),
         own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg=cfg),
         applied=Acknowledgement.of(cfg, None, True),
@@ -129,6 +137,7 @@ def _moved(cfg: str) -> list:
         WriteCfg(cfg),
         Reload(),
         PublishCfg(cfg),
+        RequestAcknowledgements(no_acknowledgement_wanted(cfg)),
         RememberApplied(Acknowledgement.of(cfg, None, True)),
     ]
 

@@ -13,7 +13,12 @@ from ops import pebble, testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from domain.backend_service import NO_BACKEND
-from domain.peer_data import Acknowledgement, content_digest, short_digest
+from domain.peer_data import (
+    Acknowledgement,
+    content_digest,
+    no_acknowledgement_wanted,
+    short_digest,
+)
 from domain.peer_sync import NOT_REACHABLE
 from tests.unit.charm_harness import (
     MODEL,
@@ -245,7 +250,10 @@ def test_a_quiet_follower_trusts_what_it_remembers_and_asks_pebble_nothing(folde
     # Nothing new for it: what the leader publishes is what it remembers running.
     write_files(folder, cfg=CFG_A, auth=AUTH_A)
     state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
-    peer = dataclasses.replace(peer, local_app_data=peer.local_app_data | {"ack_wanted": "none"})
+    peer = dataclasses.replace(
+        peer,
+        local_app_data={**peer.local_app_data, "ack_wanted": no_acknowledgement_wanted(CFG_A)},
+    )
     state = dataclasses.replace(
         state, relations={peer, backend()}, stored_states={remembering(CFG_A, AUTH_A)}
     )
@@ -263,7 +271,10 @@ def test_a_follower_with_nothing_remembered_reads_its_files(folder, monkeypatch)
     # The control of the test above: the same hook without the memory asks Pebble.
     write_files(folder, cfg=CFG_A, auth=AUTH_A)
     state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
-    peer = dataclasses.replace(peer, local_app_data=peer.local_app_data | {"ack_wanted": "none"})
+    peer = dataclasses.replace(
+        peer,
+        local_app_data={**peer.local_app_data, "ack_wanted": no_acknowledgement_wanted(CFG_A)},
+    )
     state = dataclasses.replace(state, relations={peer, backend()})
     ctx = context()
     with pebble_calls(monkeypatch) as calls:
@@ -406,7 +417,11 @@ def test_changed_leader_publishes_config_and_hostname(folder):
 
     app_data = out.get_relation(peer.id).local_app_data
     # ... and that it waits for no acknowledgement (no client waits for its credentials).
-    assert app_data == {"cfg_file": CFG_A, "leader_hostname": HOST0, "ack_wanted": "none"}
+    assert app_data == {
+        "cfg_file": CFG_A,
+        "leader_hostname": HOST0,
+        "ack_wanted": no_acknowledgement_wanted(CFG_A),
+    }
 
 
 def test_changed_leader_rescheduled_restores_both_files_from_peer_data(folder):
@@ -634,7 +649,7 @@ def test_leader_app_status_names_the_published_config_when_it_waits_for_nothing(
             "cfg_file": CFG_A,
             "leader_hostname": HOST0,
             SECRET_ID_KEY: secret.id,
-            "ack_wanted": "none",
+            "ack_wanted": no_acknowledgement_wanted(CFG_A),
         },
         local_unit_data={"hostname": HOST0},
         # Acknowledgements of an older config are no reason to wait.

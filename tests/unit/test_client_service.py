@@ -47,12 +47,12 @@ from domain.hook_view import (
     ServedClient,
 )
 from domain.peer_data import (
-    NO_ACK_WANTED,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
     content_digest,
+    no_acknowledgement_wanted,
 )
 from domain.peer_sync import PeerView, WorkloadFiles
 from domain.status import Severity, StatusReason
@@ -118,7 +118,9 @@ def leader(cfg: str, passwords: tuple[tuple[int, str], ...] = ((CLIENT_ID, CLIEN
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+        app=AppPeerData(
+            cfg_file=cfg, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(cfg)
+        ),
         store=StoreContents(auth_file=AUTH_LINE, passwords=passwords),
         own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg, AUTH_LINE),
@@ -368,6 +370,7 @@ ROWS = [
             WriteCfg(CFG_SERVED_MOVED),
             Reload(),
             PublishCfg(CFG_SERVED_MOVED),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_SERVED_MOVED)),
             RememberApplied(ack(CFG_SERVED_MOVED)),
             RememberBackendSetup(MOVED_SETUP_DIGEST),
             RememberClient(CLIENT_ID, MOVED_SERVE_DIGEST, "app"),
@@ -381,6 +384,7 @@ ROWS = [
             WriteCfg(CFG_AUTH),
             Reload(),
             PublishCfg(CFG_AUTH),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_AUTH)),
             RemovePassword(CLIENT_ID),
             RememberApplied(ack(CFG_AUTH)),
             RevokeCredentials(CLIENT_ID),

@@ -18,7 +18,7 @@ import pytest
 from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
-from domain.peer_data import Acknowledgement, short_digest
+from domain.peer_data import Acknowledgement, no_acknowledgement_wanted, short_digest
 from localenv.net import free_port
 from tests.unit.charm_harness import MODEL, container, context, read_file, serving, write_files
 from tests.unit.peer_fixtures import HOST0, HOST1, HOST2
@@ -894,7 +894,7 @@ def settled_with_clients(folder: pathlib.Path, count: int) -> testing.State:
             "leader_hostname": HOST0,
             SECRET_ID_KEY: store_secret.id,
             "schema_version": "2",
-            "ack_wanted": "none",
+            "ack_wanted": no_acknowledgement_wanted(cfg),
         },
         local_unit_data={"hostname": HOST0, **synced, "schema_version": "2"},
         peers_data={1: {"hostname": HOST1, **synced, "schema_version": "2"}},

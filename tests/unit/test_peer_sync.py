@@ -28,11 +28,12 @@ from domain.effects import (
 )
 from domain.errors import InvalidInput
 from domain.peer_data import (
-    NO_ACK_WANTED,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
+    acknowledgements_wanted,
+    no_acknowledgement_wanted,
 )
 from domain.peer_sync import (
     BACKEND_NOT_READY,
@@ -84,7 +85,9 @@ BAD_AUTH_REASON = f"invalid auth file from the leader: {reason_of(parse_auth_fil
 LEADER_SETTLED = PeerView(
     is_leader=True,
     hostname=HOST0,
-    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+    app=AppPeerData(
+        cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_A)
+    ),
     store=StoreContents(auth_file=AUTH_A),
     own=UnitPeerData(hostname=HOST0),
     workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
@@ -96,7 +99,9 @@ LEADER_SETTLED = PeerView(
 FOLLOWER_SETTLED = PeerView(
     is_leader=False,
     hostname=HOST1,
-    app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+    app=AppPeerData(
+        cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_A)
+    ),
     store=StoreContents(auth_file=AUTH_A),
     own=UnitPeerData(hostname=HOST1),
     workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
@@ -138,7 +143,7 @@ CREATED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
-            RequestAcknowledgements(NO_ACK_WANTED),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_A)),
             RememberApplied(ack(CFG_A, None)),
             waiting(BACKEND_NOT_READY),
             Defer(BACKEND_NOT_READY),
@@ -150,7 +155,7 @@ CREATED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
-            RequestAcknowledgements(NO_ACK_WANTED),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_A)),
             RememberApplied(ack(CFG_A, None)),
             waiting(BACKEND_NOT_READY),
             Defer(BACKEND_NOT_READY),
@@ -166,7 +171,7 @@ CREATED = [
         [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
-            RequestAcknowledgements(NO_ACK_WANTED),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_A)),
             StoreAuth(AUTH_A),
             RememberApplied(ack(CFG_A, AUTH_A)),
         ],
@@ -204,8 +209,9 @@ CHANGED = [
             SetHostname(HOST0),
             PublishCfg(CFG_A),
             # A leader asks for acknowledgements only while a client waits (none here); it
-            # says so once, since a follower takes no request at all for an older leader's.
-            RequestAcknowledgements(NO_ACK_WANTED),
+            # says so with every config it publishes (a follower acknowledges a config whose
+            # request does not name it: an older leader published it).
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_A)),
             PublishLeaderHostname(HOST0),
             RememberApplied(ack(CFG_A, None)),
         ],
@@ -213,8 +219,35 @@ CHANGED = [
     ),
     pytest.param(
         evolve(LEADER_SETTLED, workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A)),
-        [Reload(), PublishCfg(CFG_B), RememberApplied(ack(CFG_B, AUTH_A))],
+        [
+            Reload(),
+            PublishCfg(CFG_B),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_B)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
+        ],
         id="leader: config edited by a handler whose reload was lost -> reload, publish",
+    ),
+    pytest.param(
+        evolve(
+            LEADER_SETTLED,
+            app=evolve(LEADER_SETTLED.app, ack_wanted=acknowledgements_wanted(CFG_A)),
+            workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A),
+        ),
+        [
+            Reload(),
+            PublishCfg(CFG_B),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_B)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
+        ],
+        id="leader: a request no client needs any more goes with the next publication",
+    ),
+    pytest.param(
+        evolve(
+            LEADER_SETTLED,
+            app=evolve(LEADER_SETTLED.app, ack_wanted=acknowledgements_wanted(CFG_A)),
+        ),
+        [],
+        id="leader: ... and never on its own (that write alone would wake every follower)",
     ),
     pytest.param(LEADER_SETTLED, [], id="leader: nothing to publish"),
     pytest.param(
@@ -249,7 +282,9 @@ CHANGED = [
     pytest.param(
         evolve(
             FOLLOWER_SETTLED,
-            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+            app=AppPeerData(
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_B)
+            ),
         ),
         [WriteCfg(CFG_B), Reload(), RememberApplied(ack(CFG_B, AUTH_A))],
         id="follower: new valid cfg -> save, reload, remember (no acknowledgement asked)",
@@ -273,11 +308,44 @@ CHANGED = [
         evolve(
             FOLLOWER_SETTLED,
             app=AppPeerData(
-                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=ack(CFG_A, None).cfg_digest
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_B)
             ),
         ),
         [WriteCfg(CFG_B), Reload(), RememberApplied(ack(CFG_B, AUTH_A))],
-        id="follower: a request for an older cfg -> no acknowledgement",
+        id="follower: new valid cfg, the leader waits for nothing -> no acknowledgement",
+    ),
+    # ack_wanted naming another config than the published one was left by an earlier leader:
+    # the one that published this config is of an older revision and reads every unit's
+    # acknowledgement (leadership moved to a unit not yet refreshed, or a rollback).
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_A)
+            ),
+        ),
+        [
+            WriteCfg(CFG_B),
+            Reload(),
+            Acknowledge(ack(CFG_B, AUTH_A)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
+        ],
+        id="follower: a 'none' left for an older cfg -> an older leader: acknowledge",
+    ),
+    pytest.param(
+        evolve(
+            FOLLOWER_SETTLED,
+            app=AppPeerData(
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=acknowledgements_wanted(CFG_A)
+            ),
+        ),
+        [
+            WriteCfg(CFG_B),
+            Reload(),
+            Acknowledge(ack(CFG_B, AUTH_A)),
+            RememberApplied(ack(CFG_B, AUTH_A)),
+        ],
+        id="follower: a request left for an older cfg -> an older leader: acknowledge",
     ),
     pytest.param(
         evolve(FOLLOWER_SETTLED, app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0)),
@@ -297,7 +365,9 @@ CHANGED = [
     pytest.param(
         evolve(
             FOLLOWER_SETTLED,
-            app=AppPeerData(cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+            app=AppPeerData(
+                cfg_file=CFG_B, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_B)
+            ),
             store=StoreContents(auth_file=AUTH_B),
         ),
         [
@@ -311,7 +381,11 @@ CHANGED = [
     pytest.param(
         evolve(
             FOLLOWER_SETTLED,
-            app=AppPeerData(cfg_file=CFG_PORT, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED),
+            app=AppPeerData(
+                cfg_file=CFG_PORT,
+                leader_hostname=HOST0,
+                ack_wanted=no_acknowledgement_wanted(CFG_PORT),
+            ),
         ),
         [WriteCfg(CFG_PORT), Restart(), RememberApplied(ack(CFG_PORT, AUTH_A))],
         id="follower: restart-only setting changed -> restart",
@@ -369,7 +443,9 @@ CHANGED = [
         evolve(
             FOLLOWER_SETTLED,
             app=AppPeerData(
-                cfg_file=CFG_AUTH_USER, leader_hostname=HOST0, ack_wanted=NO_ACK_WANTED
+                cfg_file=CFG_AUTH_USER,
+                leader_hostname=HOST0,
+                ack_wanted=no_acknowledgement_wanted(CFG_AUTH_USER),
             ),
             workload=WorkloadFiles(cfg=CFG_AUTH_USER, auth=AUTH_A),
             applied=ack(CFG_AUTH_USER, AUTH_A),
@@ -448,7 +524,7 @@ def test_leader_elected_takes_the_newer_published_config_then_applies_the_charm_
         WriteCfg(CFG_B),
         Reload(),
         # The old leader was of an older revision (no request key): say none is wanted.
-        RequestAcknowledgements(NO_ACK_WANTED),
+        RequestAcknowledgements(no_acknowledgement_wanted(CFG_B)),
         PublishLeaderHostname(HOST1),
         RememberApplied(ack(CFG_B, AUTH_A)),
     ]
@@ -491,7 +567,9 @@ def test_leader_elected_on_a_follower_is_ignored():
 def test_departed_leader_refreshes_its_hostname():
     view = evolve(
         LEADER_SETTLED,
-        app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST2, ack_wanted=NO_ACK_WANTED),
+        app=AppPeerData(
+            cfg_file=CFG_A, leader_hostname=HOST2, ack_wanted=no_acknowledgement_wanted(CFG_A)
+        ),
     )
     assert service.on_relation_departed(view, departing_hostname=HOST2) == [
         PublishLeaderHostname(HOST0),

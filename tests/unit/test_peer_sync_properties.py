@@ -29,12 +29,12 @@ from domain.effects import (
     WriteCfg,
 )
 from domain.peer_data import (
-    NO_ACK_WANTED,
     Acknowledgement,
     AppPeerData,
     StoreContents,
     UnitPeerData,
-    content_digest,
+    acknowledgements_wanted,
+    no_acknowledgement_wanted,
 )
 from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
 from tests.unit.fake_world import Shared, Unit
@@ -77,8 +77,15 @@ acks = st.none() | st.builds(
 remembered = st.none() | st.builds(
     Acknowledgement.of, st.sampled_from([CFG_A, CFG_B]), maybe_auth, st.just(True)
 )
-# An older leader's (absent), none wanted, or wanted for one config or another.
-ack_wanted = st.sampled_from([None, NO_ACK_WANTED, content_digest(CFG_A), content_digest(CFG_B)])
+# An older leader's (absent), wanted or not, for one config or another (a stale one).
+ack_wanted = st.sampled_from(
+    [None]
+    + [
+        want(cfg)
+        for want in (acknowledgements_wanted, no_acknowledgement_wanted)
+        for cfg in (CFG_A, CFG_B)
+    ]
+)
 views = st.builds(
     PeerView,
     is_leader=st.booleans(),
