@@ -112,6 +112,12 @@ FRESH_LEADER = PeerView(is_leader=True, hostname=HOST0)
 FRESH_FOLLOWER = PeerView(is_leader=False, hostname=HOST1)
 
 
+# What a leader of this revision publishes while a client waits for CFG_A.
+REQUESTED_A = AppPeerData(
+    cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=acknowledgements_wanted(CFG_A)
+)
+
+
 def evolve(view: PeerView, **changes) -> PeerView:
     import attrs
 
@@ -230,7 +236,7 @@ CHANGED = [
     pytest.param(
         evolve(
             LEADER_SETTLED,
-            app=evolve(LEADER_SETTLED.app, ack_wanted=acknowledgements_wanted(CFG_A)),
+            app=REQUESTED_A,
             workload=WorkloadFiles(cfg=CFG_B, auth=AUTH_A),
         ),
         [
@@ -244,7 +250,7 @@ CHANGED = [
     pytest.param(
         evolve(
             LEADER_SETTLED,
-            app=evolve(LEADER_SETTLED.app, ack_wanted=acknowledgements_wanted(CFG_A)),
+            app=REQUESTED_A,
         ),
         [],
         id="leader: ... and never on its own (that write alone would wake every follower)",
