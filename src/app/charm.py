@@ -26,7 +26,6 @@ from adapters.juju.cos import METRICS_RELATION, CosRelations
 from adapters.juju.memory import UnitMemory
 from adapters.juju.peer_relation import PEER_RELATION
 from adapters.juju.refresh_steps import RefreshSteps
-from adapters.juju.secret_store import StoreUnavailable
 from adapters.pebble.layer import default_processes
 from adapters.pebble.workload import PebbleWorkload
 from app.apply import EffectApplier

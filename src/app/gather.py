@@ -283,7 +283,7 @@ def _fresh_secrets(clients: tuple[ClientView, ...]) -> tuple[str, ...]:
     return tuple(secrets.token_urlsafe(_FRESH_SECRET_BYTES) for _ in range(len(clients) + 1))
 
 
-def _metrics(adapters: Adapters, store: Mapping[str, str], reachable: bool) -> MetricsView:
+def _metrics(adapters: Adapters, store: Mapping[str, str], looked: bool) -> MetricsView:
     """The metrics part of the view, from what this gathering read anyway: the relations,
     the store, this unit's databag, the services read with the processes, the memory."""
     model, relation = adapters.model, adapters.peers.relation
@@ -299,7 +299,8 @@ def _metrics(adapters: Adapters, store: Mapping[str, str], reachable: bool) -> M
         related=related,
         stored_password=stored,
         fresh_password=fresh,
-        exporters=_exporter_states(adapters.workload) if reachable else (),
+        exporters=_exporter_states(adapters.workload) if looked else (),
+        exporters_read=looked,
         published_processes=relation.data[model.unit].get(PROCESSES_KEY) if relation else None,
         set_up=adapters.memory.exporters_digest(),
     )

@@ -122,7 +122,11 @@ class MetricsService:
             return [*effects, Report(StatusReason(Severity.BLOCKED, f"metrics: {err}"))]
         effects += _retired(metrics, keep=peer.processes)
         digest = exporters_digest(pgpass, specs)
-        if digest != metrics.set_up or event.kind in _SET_UP_AGAIN or not _all_up(metrics, specs):
+        if (
+            digest != metrics.set_up
+            or event.kind in _SET_UP_AGAIN
+            or (metrics.exporters_read and not _all_up(metrics, specs))
+        ):
             effects += [WritePassfile(pgpass), EnsureExporters(specs), RememberExporters(digest)]
         return effects
 
@@ -149,7 +153,10 @@ def _all_up(view: MetricsView, specs: Sequence[ExporterSpec]) -> bool:
 
 
 def _retired(view: MetricsView, keep: int) -> list[Effect]:
-    """Stop and disable the exporters from index ``keep`` on; forget them when none is kept."""
+    """Stop and disable the exporters from index ``keep`` on; forget them when none is kept.
+    Nothing when the exporters were not read in this hook (a later one that reads does it)."""
+    if not view.exporters_read:
+        return []
     extra: list[ExporterState] = [s for s in view.exporters if s.index >= keep]
     running = tuple(s.index for s in extra if s.running)
     enabled = tuple(s.index for s in extra if s.enabled)

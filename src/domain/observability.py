@@ -276,6 +276,9 @@ class MetricsView:
     fresh_password: str | None = attrs.field(default=None, repr=False)
     # The exporter services in the plan (any index, so those beyond the count too).
     exporters: tuple[ExporterState, ...] = ()
+    # Whether ``exporters`` was read in this hook: a quiet follower's hook reads nothing from
+    # Pebble and trusts what it remembers setting up (``set_up``).
+    exporters_read: bool = True
     # What this unit's databag says of its process count.
     published_processes: str | None = None
     # The digest of the .pgpass file and specs the exporters were last set up with (memory).

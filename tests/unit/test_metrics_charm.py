@@ -17,7 +17,7 @@ from adapters.pebble.exporters import LAYER_LABEL as EXPORTER_LAYER
 from adapters.pebble.exporters import exporter_layer
 from domain.observability import ExporterSpec
 from tests.pebble_double import PebbleWorld
-from tests.unit.charm_harness import MODEL, container, context, read_file
+from tests.unit.charm_harness import MODEL, container, context, read_file, serving
 from tests.unit.peer_fixtures import HOST0, HOST1
 from tests.unit.test_charm import ack_of
 from tests.unit.test_observability_charm import STATS_PASSWORD, backend, leader_state, metrics
@@ -119,7 +119,7 @@ def test_a_prometheus_joining_starts_the_exporters_in_that_hook(folder, pebble_w
     assert "stats_users = pgbouncer_stats" in (read_file(folder, "pgbouncer.ini") or "")
     assert read_file(folder, "exporter.pgpass") is not None
     assert out.deferred == []
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.unit_status == serving(folder)
 
 
 def test_the_last_prometheus_leaving_stops_and_disables_the_exporters(
@@ -167,7 +167,7 @@ def test_a_quiet_update_status_with_prometheus_related_asks_pebble_nothing_more(
         "stop": 0,
     }
     assert pebble_world.journal == []
-    assert out.unit_status == testing.ActiveStatus("pgbouncer on port 6432, 2 processes")
+    assert out.unit_status == serving(folder)
 
 
 def test_before_the_peer_relation_prometheus_waits_with_the_rest(folder, pebble_world):

@@ -10,15 +10,16 @@ import attrs
 import pytest
 
 from domain.effects import (
-    Acknowledge,
     Defer,
     Effect,
     EnsureExporters,
     PublishCfg,
     PublishProcesses,
     Reload,
+    RememberApplied,
     RememberExporters,
     Report,
+    RequestAcknowledgements,
     Restart,
     RetireExporters,
     StoreAuth,
@@ -30,7 +31,13 @@ from domain.effects import (
 from domain.hook_plan import HookPlanner
 from domain.hook_view import BackendView, EventKind, HookEvent, HookView, Memory
 from domain.observability import ExporterSpec, ExporterState, MetricsView
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+    no_acknowledgement_wanted,
+)
 from domain.peer_sync import NOT_REACHABLE, PeerView, WorkloadFiles
 from domain.status import Severity, StatusReason
 from tests.unit.peer_fixtures import HOST0, HOST1
@@ -45,6 +52,7 @@ from tests.unit.relation_fixtures import (
 
 UPDATE = HookEvent(EventKind.UPDATE_STATUS)
 READY = HookEvent(EventKind.WORKLOAD_READY)
+PEER = HookEvent(EventKind.PEER_CHANGED, 1)
 PW = "0123456789abcdef0123456789abcdef"
 FRESH_PW = "fedcba9876543210fedcba9876543210"
 # The files with the stats user, written out by hand: stats_users in its sorted place, the
@@ -97,13 +105,17 @@ def waiting(message: str) -> Report:
 
 
 def leader(cfg: str, auth: str) -> PeerView:
-    """A leader with two processes that published and acknowledged the files it runs."""
+    """A leader with two processes that published the files it runs and remembers running
+    them, waiting for no acknowledgement."""
     return PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=cfg, leader_hostname=HOST0),
+        app=AppPeerData(
+            cfg_file=cfg, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(cfg)
+        ),
         store=StoreContents(auth_file=auth),
-        own=UnitPeerData(hostname=HOST0, ack=ack(cfg, auth)),
+        own=UnitPeerData(hostname=HOST0),
+        applied=ack(cfg, auth),
         workload=WorkloadFiles(cfg, auth),
         backend_credentials=True,
         peer_hostnames=(HOST1,),
@@ -112,14 +124,19 @@ def leader(cfg: str, auth: str) -> PeerView:
 
 
 def follower(cfg: str, auth: str, published: str | None = None) -> PeerView:
-    """A follower with two processes running and acknowledging ``cfg``; the leader published
-    ``published`` (``cfg`` when not given)."""
+    """A follower with two processes running ``cfg`` (and remembering it); the leader
+    published ``published`` (``cfg`` when not given) and waits for no acknowledgement."""
     return PeerView(
         is_leader=False,
         hostname=HOST1,
-        app=AppPeerData(cfg_file=published or cfg, leader_hostname=HOST0),
+        app=AppPeerData(
+            cfg_file=published or cfg,
+            leader_hostname=HOST0,
+            ack_wanted=no_acknowledgement_wanted(published or cfg),
+        ),
         store=StoreContents(auth_file=auth),
-        own=UnitPeerData(hostname=HOST1, ack=ack(cfg, auth)),
+        own=UnitPeerData(hostname=HOST1),
+        applied=ack(cfg, auth),
         workload=WorkloadFiles(cfg, auth),
         backend_credentials=True,
         peer_hostnames=(HOST0,),
@@ -155,6 +172,24 @@ def set_up(pgpass: str, specs: tuple[ExporterSpec, ...], digest: str) -> list[Ef
 ROWS = [
     pytest.param(UPDATE, LEADER, [], id="settled leader, Prometheus related: nothing"),
     pytest.param(UPDATE, FOLLOWER, [], id="settled follower: nothing"),
+    pytest.param(
+        PEER,
+        view(FOLLOWER, metrics=metrics(exporters=(), exporters_read=False)),
+        [],
+        id="quiet follower (nothing read from Pebble): trusts what it set up",
+    ),
+    pytest.param(
+        PEER,
+        view(FOLLOWER, metrics=metrics(exporters=(), related=False, exporters_read=False)),
+        [],
+        id="quiet follower, no Prometheus: retires nothing it did not read",
+    ),
+    pytest.param(
+        PEER,
+        view(FOLLOWER, metrics=metrics(exporters=RETIRED)),
+        set_up(PGPASS, SPECS_6432, SET_UP_2),
+        id="the same hook having read stopped exporters: set up again",
+    ),
     pytest.param(
         UPDATE,
         view(FOLLOWER, metrics=MetricsView(exporters=RETIRED)),
@@ -216,7 +251,7 @@ ROWS = [
         [
             WriteCfg(CFG_7432),
             Restart(),
-            Acknowledge(ack(CFG_7432, AUTH_STATS)),
+            RememberApplied(ack(CFG_7432, AUTH_STATS)),
             *set_up(PGPASS, SPECS_7432, SET_UP_7432),
         ],
         id="a new listen_port adopted: the exporters follow it in the same hook",
@@ -254,9 +289,10 @@ ROWS = [
             WriteAuth(AUTH_FRESH),
             Reload(),
             PublishCfg(CFG_STATS),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_STATS)),
             StoreStatsPassword(FRESH_PW),
             StoreAuth(AUTH_FRESH),
-            Acknowledge(ack(CFG_STATS, AUTH_FRESH)),
+            RememberApplied(ack(CFG_STATS, AUTH_FRESH)),
             *set_up(PGPASS_FRESH, SPECS_6432, SET_UP_FRESH),
         ],
         id="leader, Prometheus related first: password, stats user, one reload, exporters",
@@ -269,8 +305,9 @@ ROWS = [
             WriteAuth(AUTH_STATS),
             Reload(),
             PublishCfg(CFG_STATS),
+            RequestAcknowledgements(no_acknowledgement_wanted(CFG_STATS)),
             StoreAuth(AUTH_STATS),
-            Acknowledge(ack(CFG_STATS, AUTH_STATS)),
+            RememberApplied(ack(CFG_STATS, AUTH_STATS)),
         ],
         id="leader files without the stats user (a new config): put back, one reload",
     ),
