@@ -44,6 +44,7 @@ from domain.effects import (
     RememberBackendSetup,
     RememberClient,
     RememberExporters,
+    RememberProcesses,
     RemoveAuth,
     RemoveAuthSetup,
     RemoveBackendCa,
@@ -240,6 +241,8 @@ class EffectApplier:
                 memory.remember_client(relation_id, digest, database)
             case RememberExporters(digest):
                 memory.remember_exporters(digest)
+            case RememberProcesses(reason):
+                memory.remember_processes(reason)
             case ForgetClient(relation_id, drop_role):
                 memory.forget_client(relation_id, drop_role)
             case GiveUpRoleDrops(users):

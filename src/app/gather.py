@@ -225,6 +225,7 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         units=tuple(sorted(units.items())),
         juju_has_secrets=model.juju_version.has_secrets,
         processes=_process_states(adapters.workload) if looked else (),
+        processes_read=remembered is None,
         metrics=_metrics(adapters, raw_store, looked),
         memory=memory,
     )

@@ -437,6 +437,14 @@ class RememberExporters(_Effect):
 
 
 @value_class
+class RememberProcesses(_Effect):
+    """What this hook saw of the unit's processes (a status reason; empty: all serve), shown
+    by the hooks that do not look at them (a quiet follower's)."""
+
+    reason: str
+
+
+@value_class
 class GiveUpRoleDrops(_Effect):
     """The backend these roles were on is gone: stop trying, and log what to drop by hand."""
 
@@ -500,6 +508,7 @@ Effect = (
     | RememberClient
     | ForgetClient
     | RememberExporters
+    | RememberProcesses
     | GiveUpRoleDrops
     | Report
     | Defer
@@ -548,6 +557,7 @@ RANK: dict[type, float] = {
     RememberClient: 14,
     ForgetClient: 14,
     RememberExporters: 14,
+    RememberProcesses: 14,
     GiveUpRoleDrops: 14,
     RemoveAuthSetup: 15,
     DropClientRole: 15,

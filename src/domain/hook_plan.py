@@ -34,7 +34,15 @@ from typing import Protocol
 
 from domain.backend_service import NO_BACKEND, BackendService
 from domain.client_service import ClientService
-from domain.effects import Defer, Effect, Reload, Report, Restart, in_contract_order
+from domain.effects import (
+    Defer,
+    Effect,
+    Reload,
+    RememberProcesses,
+    Report,
+    Restart,
+    in_contract_order,
+)
 from domain.hook_view import EventKind, HookEvent, HookView, SecretSupply
 from domain.metrics_service import MetricsService, StatsUserStep
 from domain.peer_data import Acknowledgement, AppPeerData, UnitPeerData
@@ -109,7 +117,24 @@ class HookPlanner:
             effects += service.plan(event, view, tuple(effects))
         files = view.peer.workload
         has_config = files is not None and files.cfg is not None
-        return with_processes_looked_after(_merged([*effects, *last]), view.processes, has_config)
+        return _with_processes(_merged([*effects, *last]), view, has_config)
+
+
+def _with_processes(planned: list[Effect], view: HookView, has_config: bool) -> list[Effect]:
+    """``planned`` with what the processes ask for (``domain.processes``), and what was seen
+    of them remembered; a hook that did not read them (a quiet follower's) shows them as the
+    last one that did (the unit status is rebuilt by every hook)."""
+    seen_before = view.memory.processes_reason
+    if not view.processes_read:
+        if not seen_before:
+            return planned
+        return _merged([*planned, Report(StatusReason(Severity.WAITING, seen_before))])
+    looked = with_processes_looked_after(planned, view.processes, has_config)
+    added = [e.reason.message for e in looked if isinstance(e, Report) and e not in planned]
+    seen = added[0] if added else ""
+    if seen == seen_before:
+        return looked
+    return in_contract_order([*looked, RememberProcesses(seen)])
 
 
 def _merged(effects: list[Effect]) -> list[Effect]:

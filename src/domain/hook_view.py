@@ -158,13 +158,15 @@ class Memory:
     it set up, so a repeat skips the backend, the client roles still to drop, and the
     requests the backend refused; and the digests of the two files its pgbouncer runs
     (``applied``, written once they are written and signalled), so a follower knows it is up
-    to date without asking Pebble."""
+    to date without asking Pebble, and what it last saw of its processes."""
 
     backend_digest: str = ""
     served: tuple[tuple[int, ServedClient], ...] = ()
     roles_to_drop: tuple[int, ...] = ()
     refused: tuple[tuple[int, RefusedClient], ...] = ()
     applied: Acknowledgement | None = None
+    # What the last hook that read the processes reported of them ("": all served).
+    processes_reason: str = ""
 
     def client(self, relation_id: int) -> ServedClient | None:
         return dict(self.served).get(relation_id)
@@ -192,6 +194,9 @@ class HookView:
     juju_has_secrets: bool = True
     # The unit's pgbouncer processes as the workload reports them (empty when unreachable).
     processes: tuple[ProcessState, ...] = ()
+    # False when they were not read: a quiet follower's hook asks Pebble nothing, and shows
+    # the processes as the last hook that read them saw them (``Memory.processes_reason``).
+    processes_read: bool = True
     # Prometheus, the exporters and the stats user (``domain.metrics_service`` plans them).
     metrics: MetricsView = MetricsView()
 

@@ -267,6 +267,27 @@ def test_a_quiet_follower_trusts_what_it_remembers_and_asks_pebble_nothing(folde
     assert out.get_relation(peer.id).local_unit_data == SETTLED_FOLLOWER
 
 
+def test_a_quiet_follower_shows_its_processes_as_the_last_look_saw_them(folder, monkeypatch):
+    # The last update-status found process 1 down; this hook reads nothing from Pebble, and
+    # the status it rebuilds still says so (not "active").
+    write_files(folder, cfg=CFG_A, auth=AUTH_A)
+    state, peer = follower_state(folder, local_unit_data=SETTLED_FOLLOWER)
+    peer = dataclasses.replace(
+        peer,
+        local_app_data={**peer.local_app_data, "ack_wanted": no_acknowledgement_wanted(CFG_A)},
+    )
+    down = "pgbouncer process 1 (backoff) not serving; restarting"
+    memory = remembering(CFG_A, AUTH_A)
+    memory = dataclasses.replace(memory, content={**memory.content, "processes_reason": down})
+    state = dataclasses.replace(state, relations={peer, backend()}, stored_states={memory})
+    ctx = context()
+    with pebble_calls(monkeypatch) as calls:
+        out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert calls == {}
+    assert out.unit_status == testing.WaitingStatus(down)
+
+
 def test_a_follower_with_nothing_remembered_reads_its_files(folder, monkeypatch):
     # The control of the test above: the same hook without the memory asks Pebble.
     write_files(folder, cfg=CFG_A, auth=AUTH_A)

@@ -3,7 +3,7 @@
 It holds one-way digests of what the leader set up on the backend (so a repeat skips the
 backend) and of what this unit's exporters run with (so a quiet hook asks Pebble nothing
 more), the ids of client relations whose role is still to be dropped, and the digests of
-the two files this unit's pgbouncer runs. Never a
+the two files this unit's pgbouncer runs and what it last saw of its processes. Never a
 credential, never shared: a new leader, or lost state, just runs the idempotent setup again.
 """
 
@@ -27,6 +27,7 @@ class UnitMemory:
             exporters_digest="",
             applied_cfg="",
             applied_auth="",
+            processes_reason="",
         )
 
     def read(self) -> Memory:
@@ -55,6 +56,7 @@ class UnitMemory:
             roles_to_drop=tuple(int(rid) for rid in self._stored.roles_to_drop),
             refused=refused,
             applied=self.applied(),
+            processes_reason=str(self._stored.processes_reason),
         )
 
     def exporters_digest(self) -> str:
@@ -76,6 +78,9 @@ class UnitMemory:
     def remember_applied(self, applied: Acknowledgement) -> None:
         self._stored.applied_cfg = applied.cfg_digest
         self._stored.applied_auth = applied.auth_digest
+
+    def remember_processes(self, reason: str) -> None:
+        self._stored.processes_reason = reason
 
     def remember_backend(self, digest: str) -> None:
         self._stored.backend_digest = digest
