@@ -19,8 +19,10 @@ fields of it. This module reads those fields into the domain's values with a cat
 like ``converters`` does for the peer relation. Nothing here writes a credential anywhere.
 """
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import cattrs
@@ -112,16 +114,22 @@ def _endpoints(value: object, _type: object) -> tuple[HostPort, ...]:
     return parse_endpoints(strict_str(value, _type))
 
 
-backend_converter.register_structure_hook(str, strict_str)
-backend_converter.register_structure_hook(str | None, optional_str)
-backend_converter.register_structure_hook(
-    BackendEndpoints,
-    make_dict_structure_fn(
+# cattrs writes and compiles this function's source; only the leader reads the provider's
+# answer, so it is made on first use rather than on every hook's import.
+@functools.cache
+def _endpoints_structure() -> Callable[[Mapping[str, Any], Any], BackendEndpoints]:
+    return make_dict_structure_fn(
         BackendEndpoints,
         backend_converter,
         endpoints=override(struct_hook=_endpoints),
         read_only_endpoints=override(rename="read-only-endpoints", struct_hook=_endpoints),
-    ),
+    )
+
+
+backend_converter.register_structure_hook(str, strict_str)
+backend_converter.register_structure_hook(str | None, optional_str)
+backend_converter.register_structure_hook(
+    BackendEndpoints, lambda raw, type_: _endpoints_structure()(raw, type_)
 )
 
 

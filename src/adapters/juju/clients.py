@@ -26,8 +26,10 @@ current. ``ClientRelations`` carries out the domain's client effects by relation
 here logs or raises a message holding a credential.
 """
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import cattrs
@@ -84,15 +86,21 @@ def _json_names(value: object, _type: object) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-request_converter.register_structure_hook(str | None, optional_str)
-request_converter.register_structure_hook(
-    RequestFields,
-    make_dict_structure_fn(
+# cattrs writes and compiles this function's source; only the leader reads a client's
+# request, so it is made on first use rather than on every hook's import.
+@functools.cache
+def _request_structure() -> Callable[[Mapping[str, Any], Any], RequestFields]:
+    return make_dict_structure_fn(
         RequestFields,
         request_converter,
         extra_user_roles=override(rename=EXTRA_USER_ROLES_KEY),
         requested_secrets=override(rename=REQUESTED_SECRETS_KEY, struct_hook=_json_names),
-    ),
+    )
+
+
+request_converter.register_structure_hook(str | None, optional_str)
+request_converter.register_structure_hook(
+    RequestFields, lambda raw, type_: _request_structure()(raw, type_)
 )
 
 _DATABAG_KEYS = {
