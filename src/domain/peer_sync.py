@@ -81,9 +81,18 @@ from domain.peer_data import (
     StoreContents,
     UnitPeerData,
     acknowledgements_wanted,
+    content_digest,
     no_acknowledgement_wanted,
 )
-from domain.pgb_config import ChangeKind, PgbConfig, change_kind, parse_pgb_ini, render_pgb_ini
+from domain.pgb_config import (
+    ChangeKind,
+    PgbConfig,
+    change_kind,
+    parse_pgb_ini,
+    render_pgb_ini,
+    rendered_settings,
+    settings_change_kind,
+)
 from domain.pgb_validation import WorkloadFacts, check_published
 from domain.pgb_version import OLDEST_SUPPORTED, PgbVersion, too_new
 from domain.status import Severity, StatusReason
@@ -534,8 +543,7 @@ class Plan:
         effects += self._tls_file_effects()
         if wanted.cfg is not None and wanted.cfg != current.cfg:
             effects.append(WriteCfg(wanted.cfg, tls.in_place))
-            new = parse_pgb_ini(wanted.cfg)
-            kind = change_kind(parse_or_none(current.cfg), new)
+            kind = self._change_kind(current.cfg, parse_pgb_ini(wanted.cfg))
         # The copies follow this unit's TLS files even when the main file is unchanged.
         final = parse_or_none(wanted.cfg)
         if final is not None and wanted.cfg is not None:
@@ -569,6 +577,25 @@ class Plan:
         if tls.remove_backend_ca:
             effects.append(RemoveBackendCa())
         return effects
+
+    def _change_kind(self, current: str | None, new: PgbConfig) -> ChangeKind:
+        """What replacing the file ``current`` by ``new`` needs of pgbouncer.
+
+        A file this unit wrote and signalled itself (its memory names it) is valid and as
+        ``render_pgb_ini`` wrote it: only its ``[pgbouncer]`` settings are read, since a whole
+        parse of a large ``[databases]`` section costs more than the rest of a follower's
+        hook. Any other file is parsed whole (an invalid one means a restart).
+        """
+        applied = self.view.applied
+        written_here = (
+            current is not None
+            and applied is not None
+            and applied.cfg_digest == content_digest(current)
+        )
+        settings = rendered_settings(current) if written_here and current is not None else None
+        if settings is not None:
+            return settings_change_kind(settings, new)
+        return change_kind(parse_or_none(current), new)
 
     # --- the leader and the follower -------------------------------------------------------
 

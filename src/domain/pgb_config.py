@@ -1192,6 +1192,32 @@ class ChangeKind(enum.Enum):
 UNSET_NEEDS_RESTART = frozenset({"auth_user"})
 
 
+def rendered_settings(text: str) -> dict[str, str] | None:
+    """The ``[pgbouncer]`` settings of a text ``render_pgb_ini`` wrote, read without its
+    ``[databases]`` section (whose entries a whole parse checks and splits: most of what a
+    large file costs); None when the text has no such section or it cannot be read.
+
+    Only for a text known to be valid, such as the file a unit wrote itself: nothing but the
+    lines after the ``[pgbouncer]`` header is checked.
+    """
+    end = text.find(_PGBOUNCER_HEADER)
+    if end < 0:
+        return None
+    try:
+        sections = _read_sections(text[end + 1 :].split("\n"))
+    except InvalidPgbConfig:
+        return None
+    return sections.get("pgbouncer")
+
+
+def settings_change_kind(old: Mapping[str, str], new: PgbConfig) -> ChangeKind:
+    """``change_kind`` of two different configurations, from the old one's ``[pgbouncer]``
+    settings as written (``rendered_settings``), by the same rules.
+    A value written otherwise than the new configuration renders it counts as different (a
+    restart more, never a restart less)."""
+    return _restart_or_reload(old.get, new)
+
+
 def change_kind(old: PgbConfig | None, new: PgbConfig) -> ChangeKind:
     """NONE if equal; RESTART if there was none or a restart-only setting differs; else RELOAD."""
     if old is None:
@@ -1200,11 +1226,16 @@ def change_kind(old: PgbConfig | None, new: PgbConfig) -> ChangeKind:
     # comparing texts (cached on parsed entries) spares splitting every entry of both.
     if old is new or render_pgb_ini(old) == render_pgb_ini(new):
         return ChangeKind.NONE
+    return _restart_or_reload(old.setting, new)
+
+
+def _restart_or_reload(old: Callable[[str], str | None], new: PgbConfig) -> ChangeKind:
+    """Between two different configurations (``old``: its settings by key)."""
     for key in RESTART_ONLY_SETTINGS:
-        if old.setting(key) != new.setting(key):
+        if old(key) != new.setting(key):
             return ChangeKind.RESTART
     for key in UNSET_NEEDS_RESTART:
-        if old.setting(key) is not None and new.setting(key) is None:
+        if old(key) is not None and new.setting(key) is None:
             return ChangeKind.RESTART
     return ChangeKind.RELOAD
 

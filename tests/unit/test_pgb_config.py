@@ -42,6 +42,8 @@ from domain.pgb_config import (
     per_process_dir,
     pool_sizes,
     render_pgb_ini,
+    rendered_settings,
+    settings_change_kind,
 )
 from domain.pgb_version import SETTINGS_INTRODUCED_IN
 
@@ -1372,3 +1374,42 @@ def test_removing_auth_user_needs_a_restart_but_changing_it_does_not():
         change_kind(with_auth, with_auth.with_settings({"auth_user": "pgbouncer_auth_b"}))
         is ChangeKind.RELOAD
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kind"),
+    [
+        pytest.param(OLD, OLD.with_settings({"pool_mode": "transaction"}), ChangeKind.RELOAD),
+        pytest.param(OLD, OLD.with_database("b", ConnString({"host": "h"})), ChangeKind.RELOAD),
+        pytest.param(OLD, OLD.with_settings({"max_client_conn": "50"}), ChangeKind.RELOAD),
+        pytest.param(OLD, OLD.with_settings({"listen_port": "7000"}), ChangeKind.RESTART),
+        pytest.param(OLD, OLD.with_settings({"listen_addr": "*"}), ChangeKind.RESTART),
+        pytest.param(OLD.with_settings({"so_reuseport": "1"}), OLD, ChangeKind.RESTART),
+        pytest.param(
+            OLD,
+            OLD.with_settings({"pkt_buf": "8192", "pool_mode": "statement"}),
+            ChangeKind.RESTART,
+        ),
+    ],
+)
+def test_a_written_files_settings_alone_give_the_same_change_kind(
+    old: PgbConfig, new: PgbConfig, kind: ChangeKind
+) -> None:
+    # A unit that wrote ``old`` itself reads only its [pgbouncer] section (peer_sync).
+    settings = rendered_settings(render_pgb_ini(old))
+    assert settings is not None
+    assert settings == dict(old.pgbouncer)
+    assert settings_change_kind(settings, new) is kind
+    assert change_kind(old, new) is kind
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("[databases]\na = host=h\n", id="no [pgbouncer] section"),
+        pytest.param(MINIMAL + "listen_port\n", id="a line that is no setting"),
+        pytest.param(MINIMAL + "[pgbouncer]\n", id="the section twice"),
+    ],
+)
+def test_settings_that_cannot_be_read_alone_are_none(text: str) -> None:
+    assert rendered_settings(text) is None
