@@ -256,6 +256,50 @@ def import_instructions() -> dict[str, float] | None:
     return {"charm": charm, "ops": bare, "ratio": charm / bare}
 
 
+# The config work and the parse in instructions (callgrind: deterministic where CPU time on
+# this shared machine is not). Each script runs in its own process, as a hook does; the
+# figure is the difference between two scripts that share everything else.
+_FOLLOWER_ONE = """
+import pathlib, sys, tempfile
+sys.path[:0] = [{bench!r}, {root!r}]
+import hook_costs, bench_pgb_config
+from domain.pgb_config import parse_pgb_ini, render_pgb_ini
+from tests.unit.peer_fixtures import AUTH_A
+old = render_pgb_ini(bench_pgb_config.build_config())
+new = old.replace("pool_mode = session", "pool_mode = transaction")
+run = hook_costs._follower_run(pathlib.Path(tempfile.mkdtemp()), old, {published}, AUTH_A)
+parse_pgb_ini.cache_clear()
+run()
+"""
+_ROUND_TRIPS = """
+import sys
+sys.path[:0] = [{bench!r}]
+import bench_pgb_config
+from domain.pgb_config import render_pgb_ini
+text = render_pgb_ini(bench_pgb_config.build_config())
+for _ in range({trips}):
+    bench_pgb_config._forget_parses()
+    bench_pgb_config.hook_round_trip(text)
+"""
+
+
+def work_instructions() -> dict[str, float] | None:
+    """Instructions of the follower's config work (the hook with a new 1,000-database config
+    minus the same hook with nothing new) and of one warm hook round trip of the parse
+    (two round trips minus one); None without valgrind."""
+    if shutil.which("valgrind") is None:
+        return None
+    where = {"bench": str(ROOT / "bench"), "root": str(ROOT)}
+    with bytecode_cache() as env:
+        for code in (_FOLLOWER_ONE.format(published="new", **where),):
+            subprocess.run([PYTHON, "-c", code], env=env, check=True, capture_output=True)
+        new = _instructions(_FOLLOWER_ONE.format(published="new", **where), env)
+        same = _instructions(_FOLLOWER_ONE.format(published="old", **where), env)
+        one = _instructions(_ROUND_TRIPS.format(trips=1, bench=where["bench"]), env)
+        two = _instructions(_ROUND_TRIPS.format(trips=2, bench=where["bench"]), env)
+    return {"follower_work": new - same, "round_trip": two - one}
+
+
 # Peak RSS is read from VmHWM, the high-water mark of this process's own address space.
 # getrusage's ru_maxrss would not do: Linux carries it across fork and exec, so a child of a
 # large parent (bench/run.py) reports at least the parent's size.
@@ -307,6 +351,7 @@ def measure() -> dict[str, object]:
         "import": import_cost(),
         "instructions": import_instructions(),
         "follower": follower_config_work(),
+        "work_instructions": work_instructions(),
         "rss": peak_rss(),
     }
 

@@ -122,10 +122,16 @@ def parse_render() -> Section:
                 f"{figures['parse_render_1000_dbs_unquoted_median_ms']:.2f} ms",
             ),
             Row("  first hook round trip in a fresh process, median of 7", f"{first:.2f} ms"),
+            Row(
+                "  hook round trip, warm, instructions (callgrind)",
+                _work_instructions("round_trip"),
+            ),
         ],
         [
             f"hook round trip: best run {best:.2f} ms; median/best {median / best:.2f}"
             " (spread from other load)",
+            "instructions: `hook_costs.work_instructions()` runs the build and two warm hook"
+            " round trips, then one, under `valgrind --tool=callgrind`; the difference is one.",
         ],
     )
 
@@ -301,8 +307,23 @@ def follower_work() -> Section:
             ),
             Row("  hook with the new config, CPU, median", f"{figures['new_ms']:.1f} ms"),
             Row("  hook with nothing new, CPU, median", f"{figures['same_ms']:.1f} ms"),
+            Row("  config work of the hook (new - same), instructions", _work_instructions()),
+        ],
+        [
+            "instructions: `hook_costs.work_instructions()` runs each hook once in its own"
+            " process under `valgrind --tool=callgrind` (bytecode cached, parse cache empty)"
+            " and takes the difference; deterministic, unlike the CPU time on this shared"
+            " machine. Not measured without valgrind (`make bench` installs it).",
         ],
     )
+
+
+def _work_instructions(key: str = "follower_work") -> str:
+    figures = _hook_costs()["work_instructions"]
+    if figures is None:
+        return "not measured (no valgrind)"
+    assert isinstance(figures, dict)
+    return f"{figures[key] / 1e6:.1f} M"
 
 
 def hook_memory() -> Section:
