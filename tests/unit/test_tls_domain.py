@@ -3,8 +3,8 @@
 import pytest
 
 from domain.effects import (
-    Acknowledge,
     Reload,
+    RememberApplied,
     RemoveBackendCa,
     RemoveClientTls,
     Report,
@@ -12,7 +12,13 @@ from domain.effects import (
     WriteCfg,
     WriteClientTls,
 )
-from domain.peer_data import Acknowledgement, AppPeerData, StoreContents, UnitPeerData
+from domain.peer_data import (
+    Acknowledgement,
+    AppPeerData,
+    StoreContents,
+    UnitPeerData,
+    no_acknowledgement_wanted,
+)
 from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
 from domain.pgb_config import parse_pgb_ini
 from domain.status import Severity, StatusReason
@@ -208,16 +214,22 @@ def test_plan_tls_files(view, plan):
 def follower_view(
     cfg_on_disk: str, published: str, tls: TlsView, ack_cfg: str | None = None
 ) -> PeerView:
-    ack = Acknowledgement.of(ack_cfg or cfg_on_disk, AUTH_A, True)
+    # It remembers running what is on disk; the leader waits for no acknowledgement.
+    applied = Acknowledgement.of(ack_cfg or cfg_on_disk, AUTH_A, True)
     return PeerView(
         is_leader=False,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=published, leader_hostname=HOST1),
+        app=AppPeerData(
+            cfg_file=published,
+            leader_hostname=HOST1,
+            ack_wanted=no_acknowledgement_wanted(published),
+        ),
         store=StoreContents(auth_file=AUTH_A),
-        own=UnitPeerData(hostname=HOST0, ack=ack),
+        own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg=cfg_on_disk, auth=AUTH_A),
         peer_hostnames=(HOST1,),
         tls=tls,
+        applied=applied,
     )
 
 
@@ -235,7 +247,7 @@ def waiting(message: str) -> Report:
             [
                 WriteCfg(CFG_TLS, NONE),
                 Reload(),
-                Acknowledge(Acknowledgement.of(CFG_TLS, AUTH_A, True)),
+                RememberApplied(Acknowledgement.of(CFG_TLS, AUTH_A, True)),
                 waiting(NO_CERTIFICATE),
             ],
         ),
@@ -251,7 +263,7 @@ def waiting(message: str) -> Report:
                 WriteClientTls(FILES),
                 WriteCfg(CFG_TLS, IN),
                 Reload(),
-                Acknowledge(Acknowledgement.of(CFG_TLS, AUTH_A, True)),
+                RememberApplied(Acknowledgement.of(CFG_TLS, AUTH_A, True)),
             ],
         ),
         # Renewal: new files, a reload, the copies as they are.
@@ -293,7 +305,7 @@ def waiting(message: str) -> Report:
                 WriteBackendCa(CA),
                 WriteCfg(CFG_VERIFY, TlsInPlace(backend_ca=True)),
                 Reload(),
-                Acknowledge(Acknowledgement.of(CFG_VERIFY, AUTH_A, True)),
+                RememberApplied(Acknowledgement.of(CFG_VERIFY, AUTH_A, True)),
             ],
         ),
         # The published config verifies, but this unit could not read the CA.
@@ -302,7 +314,7 @@ def waiting(message: str) -> Report:
             [
                 WriteCfg(CFG_VERIFY, NONE),
                 Reload(),
-                Acknowledge(Acknowledgement.of(CFG_VERIFY, AUTH_A, True)),
+                RememberApplied(Acknowledgement.of(CFG_VERIFY, AUTH_A, True)),
                 waiting(NO_BACKEND_CA),
             ],
         ),
@@ -317,7 +329,7 @@ def waiting(message: str) -> Report:
                 WriteCfg(CFG_PREFER, NONE),
                 RemoveBackendCa(),
                 Reload(),
-                Acknowledge(Acknowledgement.of(CFG_PREFER, AUTH_A, True)),
+                RememberApplied(Acknowledgement.of(CFG_PREFER, AUTH_A, True)),
             ],
         ),
     ],
@@ -330,13 +342,16 @@ def test_leader_publishes_tls_settings_and_runs_them_only_with_its_files():
     view = PeerView(
         is_leader=True,
         hostname=HOST0,
-        app=AppPeerData(cfg_file=CFG_A, leader_hostname=HOST0),
+        app=AppPeerData(
+            cfg_file=CFG_A, leader_hostname=HOST0, ack_wanted=no_acknowledgement_wanted(CFG_A)
+        ),
         store=StoreContents(auth_file=AUTH_A),
-        own=UnitPeerData(hostname=HOST0, ack=Acknowledgement.of(CFG_A, AUTH_A, True)),
+        own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg=CFG_A, auth=AUTH_A),
         backend_credentials=True,
         tls=TlsView(relation=True, client=ClientTlsState()),
         charm=None,
+        applied=Acknowledgement.of(CFG_A, AUTH_A, True),
     )
     effects = PeerSyncService().on_tls_changed(view)
     rendered = next(e.content for e in effects if isinstance(e, WriteCfg))
@@ -345,7 +360,8 @@ def test_leader_publishes_tls_settings_and_runs_them_only_with_its_files():
         "WriteCfg",
         "Reload",
         "PublishCfg",
-        "Acknowledge",
+        "RequestAcknowledgements",
+        "RememberApplied",
         "Report",
     ]
     assert effects[0] == WriteCfg(rendered, NONE)
