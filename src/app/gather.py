@@ -419,8 +419,14 @@ def _tls_view(
         ):
             backend = _backend_ca_state(adapters)
         ca = None
-        if model.unit.is_leader() and "client_tls_sslmode" in (published or ""):
-            own = client.current if client is not None else workload.read_client_tls()
+        if model.unit.is_leader() and (relation or "client_tls_sslmode" in (published or "")):
+            # The files this hook leaves in place: with the certificates relation, the CA is
+            # told to clients in the hook that writes it. No later leader hook is certain:
+            # followers acknowledge only while a client waits for its credentials.
+            if client is not None:
+                own = client.current or client.wanted
+            else:
+                own = workload.read_client_tls()
             ca = own.ca if own is not None else None
     except WorkloadUnavailable as err:
         logger.warning("TLS files not readable: %s", err)
