@@ -99,8 +99,11 @@ from domain.status import Severity, StatusReason
 from domain.tls import (
     InvalidTlsMaterial,
     TlsFilesPlan,
+    TlsInPlace,
     TlsView,
     apply_tls_intent,
+    asked_by,
+    asked_by_settings,
     copies_need_rewrite,
     files_in_place,
     plan_tls_files,
@@ -545,13 +548,13 @@ class Plan:
             effects.append(WriteCfg(wanted.cfg, tls.in_place))
             kind = self._change_kind(current.cfg, parse_pgb_ini(wanted.cfg))
         # The copies follow this unit's TLS files even when the main file is unchanged.
-        final = parse_or_none(wanted.cfg)
-        if final is not None and wanted.cfg is not None:
-            if wanted.cfg == current.cfg and copies_need_rewrite(final, tls.in_place, served):
+        asked = self._asked_tls(current.cfg, wanted.cfg)
+        if asked is not None and wanted.cfg is not None:
+            if wanted.cfg == current.cfg and copies_need_rewrite(asked, tls.in_place, served):
                 effects.append(WriteCfg(wanted.cfg, tls.in_place))
-            if serving(final, tls.in_place) != served or rotation_needs_reload(final, tls):
+            if serving(asked, tls.in_place) != served or rotation_needs_reload(asked, tls):
                 kind = _stronger(kind, ChangeKind.RELOAD)
-        effects += [Report(reason) for reason in tls_reasons(self.view.tls, final, tls.in_place)]
+        effects += [Report(reason) for reason in tls_reasons(self.view.tls, asked, tls.in_place)]
         if wanted.auth != current.auth:
             effects.append(WriteAuth(wanted.auth) if wanted.auth is not None else RemoveAuth())
             kind = _stronger(kind, ChangeKind.RELOAD)
@@ -586,16 +589,28 @@ class Plan:
         parse of a large ``[databases]`` section costs more than the rest of a follower's
         hook. Any other file is parsed whole (an invalid one means a restart).
         """
-        applied = self.view.applied
-        written_here = (
-            current is not None
-            and applied is not None
-            and applied.cfg_digest == content_digest(current)
-        )
-        settings = rendered_settings(current) if written_here and current is not None else None
+        settings = self._own_settings(current)
         if settings is not None:
             return settings_change_kind(settings, new)
         return change_kind(parse_or_none(current), new)
+
+    def _own_settings(self, current: str | None) -> dict[str, str] | None:
+        """The ``[pgbouncer]`` settings of ``current`` when this unit wrote it itself (its
+        memory names it, so it is valid and as ``render_pgb_ini`` wrote it); else None."""
+        applied = self.view.applied
+        if current is None or applied is None or applied.cfg_digest != content_digest(current):
+            return None
+        return rendered_settings(current)
+
+    def _asked_tls(self, current: str | None, wanted: str | None) -> TlsInPlace | None:
+        """The TLS files the config this unit will run names (None: no usable config). An
+        unchanged file of its own is read by its settings alone: a whole parse of a large
+        config in every quiet hook cost more than the rest of the hook."""
+        settings = self._own_settings(current) if wanted == current else None
+        if settings is not None:
+            return asked_by_settings(settings.get)
+        final = parse_or_none(wanted)
+        return asked_by(final) if final is not None else None
 
     # --- the leader and the follower -------------------------------------------------------
 

@@ -47,6 +47,7 @@ SIGHUP, so sessions already open keep theirs and new ones get the new certificat
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import attrs
@@ -211,10 +212,17 @@ def apply_tls_intent(cfg: PgbConfig, intent: TlsIntent) -> PgbConfig:
 
 def asked_by(cfg: PgbConfig) -> TlsInPlace:
     """The TLS files ``cfg`` names: what a unit needs in place to run it as it is."""
-    mode = cfg.setting("client_tls_sslmode")
+    return asked_by_settings(cfg.setting)
+
+
+def asked_by_settings(setting: Callable[[str], str | None]) -> TlsInPlace:
+    """``asked_by`` from a lookup of ``[pgbouncer]`` settings alone: a unit's own unchanged file
+    is read without its ``[databases]`` section (``rendered_settings``), most of a large
+    file's parse."""
+    mode = setting("client_tls_sslmode")
     return TlsInPlace(
         client=mode is not None and mode != "disable",
-        backend_ca=cfg.setting("server_tls_ca_file") is not None,
+        backend_ca=setting("server_tls_ca_file") is not None,
     )
 
 
@@ -279,9 +287,10 @@ def served_by(copy_text: str | None) -> TlsInPlace:
         return TlsInPlace()
 
 
-def serving(cfg: PgbConfig | None, in_place: TlsInPlace) -> TlsInPlace:
-    """What the copies derived from ``cfg`` with ``in_place`` serve."""
-    return asked_by(cfg) & in_place if cfg is not None else TlsInPlace()
+def serving(asked: TlsInPlace | None, in_place: TlsInPlace) -> TlsInPlace:
+    """What the copies serve of a config asking for ``asked`` (``asked_by``; None: no config)
+    with ``in_place``."""
+    return asked & in_place if asked is not None else TlsInPlace()
 
 
 _Material = TypeVar("_Material")
@@ -365,22 +374,26 @@ def plan_tls_files(view: TlsView) -> TlsFilesPlan:
     )
 
 
-def copies_need_rewrite(cfg: PgbConfig | None, in_place: TlsInPlace, served: TlsInPlace) -> bool:
-    """Whether the copies of an unchanged ``cfg`` must be derived again (TLS files came or
-    went). Without a config there are no copies."""
-    return cfg is not None and serving(cfg, in_place) != served
+def copies_need_rewrite(
+    asked: TlsInPlace | None, in_place: TlsInPlace, served: TlsInPlace
+) -> bool:
+    """Whether the copies of an unchanged config asking for ``asked`` must be derived again
+    (TLS files came or went). Without a config there are no copies."""
+    return asked is not None and serving(asked, in_place) != served
 
 
-def rotation_needs_reload(cfg: PgbConfig | None, files: TlsFilesPlan) -> bool:
+def rotation_needs_reload(asked: TlsInPlace | None, files: TlsFilesPlan) -> bool:
     """A file the running copies use got new content: pgbouncer must re-read it."""
-    used = serving(cfg, files.in_place) & files.rotated
+    used = serving(asked, files.in_place) & files.rotated
     return used.client or used.backend_ca
 
 
-def tls_reasons(view: TlsView, cfg: PgbConfig | None, in_place: TlsInPlace) -> list[StatusReason]:
+def tls_reasons(
+    view: TlsView, asked: TlsInPlace | None, in_place: TlsInPlace
+) -> list[StatusReason]:
     """Why this unit serves less TLS than its relations promise (status, never a secret)."""
     reasons = []
-    asked = asked_by(cfg) if cfg is not None else TlsInPlace()
+    asked = asked if asked is not None else TlsInPlace()
     if view.relation and view.client is not None and not in_place.client:
         reasons.append(StatusReason(Severity.WAITING, NO_CERTIFICATE))
     elif view.relation and in_place.client and not asked.client:

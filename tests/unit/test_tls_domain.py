@@ -19,7 +19,7 @@ from domain.peer_data import (
     UnitPeerData,
     no_acknowledgement_wanted,
 )
-from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles
+from domain.peer_sync import PeerSyncService, PeerView, WorkloadFiles, parse_or_none
 from domain.pgb_config import parse_pgb_ini
 from domain.status import Severity, StatusReason
 from domain.tls import (
@@ -366,3 +366,35 @@ def test_leader_publishes_tls_settings_and_runs_them_only_with_its_files():
     ]
     assert effects[0] == WriteCfg(rendered, NONE)
     assert effects[-1] == waiting(NO_CERTIFICATE)
+
+
+@pytest.mark.parametrize(
+    ("remembered", "whole_parses", "expected"),
+    [
+        # Its own file, unchanged: the TLS decision reads the [pgbouncer] settings alone.
+        (CFG_TLS, 0, []),
+        # A file it does not remember writing is parsed whole and signalled (control).
+        (CFG_A, 1, [Reload(), RememberApplied(Acknowledgement.of(CFG_TLS, AUTH_A, True))]),
+    ],
+)
+def test_an_unchanged_file_of_its_own_is_not_parsed_whole_for_tls(
+    monkeypatch, remembered, whole_parses, expected
+):
+    import domain.peer_sync as peer_sync
+
+    parsed: list[str] = []
+
+    def counting_parse(text: str | None):
+        parsed.append(text or "")
+        return parse_or_none(text)
+
+    monkeypatch.setattr(peer_sync, "parse_or_none", counting_parse)
+    view = follower_view(
+        CFG_TLS,
+        CFG_TLS,
+        TlsView(relation=True, served=IN, client=ClientTlsState(FILES, FILES)),
+        ack_cfg=remembered,
+    )
+    effects = PeerSyncService().on_tls_changed(view)
+    assert parsed.count(CFG_TLS) == whole_parses
+    assert effects == expected
