@@ -51,41 +51,10 @@ IMPORT_RATIO_TARGET = 1.20
 
 
 def _count_pebble_calls(run) -> collections.Counter[str]:
-    # ops.testing's Pebble client is scenario's _MockPebbleClient, which overrides some of
-    # ops' _TestingPebbleClient methods (exec, get_plan, add_layer, replan_services...): the
-    # wrappers go on the class actually used, for every public method it has, its own or
-    # inherited, so an exec counts like a pull.
-    from scenario.mocking import _MockPebbleClient as _TestingPebbleClient
+    from localenv.pebble_calls import counting_pebble_calls
 
-    counts: collections.Counter[str] = collections.Counter()
-    originals = {}
-    depth = [0]
-    for name in dir(_TestingPebbleClient):
-        attribute = getattr(_TestingPebbleClient, name)
-        if name.startswith("_") or not callable(attribute) or isinstance(attribute, property):
-            continue
-        originals[name] = _TestingPebbleClient.__dict__.get(name)
-
-        def wrapper(self, *args, __name=name, __original=attribute, **kwargs):
-            # Only calls from ops count: the testing client calls itself (send_signal checks
-            # get_services, push makes parents) where a real Pebble does that server-side.
-            if depth[0] == 0:
-                counts[__name] += 1
-            depth[0] += 1
-            try:
-                return __original(self, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-
-        setattr(_TestingPebbleClient, name, wrapper)
-    try:
+    with counting_pebble_calls() as counts:
         run()
-    finally:
-        for name, own in originals.items():
-            if own is None:
-                delattr(_TestingPebbleClient, name)  # inherited: the base's comes back
-            else:
-                setattr(_TestingPebbleClient, name, own)
     return counts
 
 

@@ -22,39 +22,10 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "lib"), str(ROOT)]
 
 
 def _count_pebble_calls(run) -> collections.Counter[str]:
-    """Calls from ops to ops.testing's Pebble client, by method. The client ops.testing
-    uses (``scenario.mocking._MockPebbleClient``) is wrapped, not the Harness client it
-    derives from: it overrides some methods (``get_plan``...), which the latter would miss."""
-    from scenario import mocking
+    from localenv.pebble_calls import counting_pebble_calls
 
-    client = mocking._MockPebbleClient
-    counts: collections.Counter[str] = collections.Counter()
-    depth = [0]
-    originals = {}
-    for name in dir(client):
-        attribute = getattr(client, name)
-        if name.startswith("_") or not callable(attribute):
-            continue
-        originals[name] = client.__dict__.get(name)
-
-        def wrapper(self, *args, __name=name, __original=attribute, **kwargs):
-            if depth[0] == 0:
-                counts[__name] += 1
-            depth[0] += 1
-            try:
-                return __original(self, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-
-        setattr(client, name, wrapper)
-    try:
+    with counting_pebble_calls() as counts:
         run()
-    finally:
-        for name, attribute in originals.items():
-            if attribute is None:
-                delattr(client, name)
-            else:
-                setattr(client, name, attribute)
     return counts
 
 

@@ -1,16 +1,11 @@
 """Building ``ops.testing`` states for the charm: the metadata from charmcraft.yaml, a
 container whose pgbouncer folder is a real temporary folder, and the peer relation."""
 
-import collections
-import contextlib
 import pathlib
 import shutil
-from collections.abc import Iterator
 
-import pytest
 import yaml
 from ops import pebble, testing
-from scenario import mocking
 
 from adapters.pebble.layer import LAYER_LABEL, WORKLOAD_USER, pgbouncer_layer, service_names
 from adapters.pebble.workload import FOLDER_MODE
@@ -82,29 +77,3 @@ def serving(folder: pathlib.Path, port: int = 6432) -> testing.ActiveStatus:
     return testing.ActiveStatus(
         f"pgbouncer on port {port}, {PROCESSES} processes, config {digest}"
     )
-
-
-@contextlib.contextmanager
-def pebble_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[collections.Counter[str]]:
-    """Counts the calls the charm makes to ops.testing's Pebble client, by method name: what
-    a real Pebble would receive (the testing client's calls to itself are not counted). The
-    client is the one in place now (``tests.pebble_double``'s realistic one, in the tests)."""
-    client = mocking._MockPebbleClient
-    counts: collections.Counter[str] = collections.Counter()
-    depth = [0]
-    for name in dir(client):
-        method = getattr(client, name)
-        if name.startswith("_") or not callable(method) or isinstance(method, property):
-            continue
-
-        def counted(self, *args, __name=name, __method=method, **kwargs):
-            if depth[0] == 0:
-                counts[__name] += 1
-            depth[0] += 1
-            try:
-                return __method(self, *args, **kwargs)
-            finally:
-                depth[0] -= 1
-
-        monkeypatch.setattr(client, name, counted)
-    yield counts

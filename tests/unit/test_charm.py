@@ -20,12 +20,12 @@ from domain.peer_data import (
     short_digest,
 )
 from domain.peer_sync import NOT_REACHABLE
+from localenv.pebble_calls import counting_pebble_calls as pebble_calls
 from tests.unit.charm_harness import (
     MODEL,
     PROCESSES,
     container,
     context,
-    pebble_calls,
     read_file,
     serving,
     write_files,
@@ -258,7 +258,7 @@ def test_a_quiet_follower_trusts_what_it_remembers_and_asks_pebble_nothing(folde
         state, relations={peer, backend()}, stored_states={remembering(CFG_A, AUTH_A)}
     )
     ctx = context()
-    with pebble_calls(monkeypatch) as calls:
+    with pebble_calls() as calls:
         out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     assert calls == {}  # not its files, not its processes, not its version
@@ -281,7 +281,7 @@ def test_a_quiet_follower_shows_its_processes_as_the_last_look_saw_them(folder, 
     memory = dataclasses.replace(memory, content={**memory.content, "processes_reason": down})
     state = dataclasses.replace(state, relations={peer, backend()}, stored_states={memory})
     ctx = context()
-    with pebble_calls(monkeypatch) as calls:
+    with pebble_calls() as calls:
         out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     assert calls == {}
@@ -298,7 +298,7 @@ def test_a_follower_with_nothing_remembered_reads_its_files(folder, monkeypatch)
     )
     state = dataclasses.replace(state, relations={peer, backend()})
     ctx = context()
-    with pebble_calls(monkeypatch) as calls:
+    with pebble_calls() as calls:
         out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
 
     assert calls["pull"] == 2
