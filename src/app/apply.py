@@ -45,6 +45,7 @@ from domain.effects import (
     RememberClient,
     RememberExporters,
     RememberProcesses,
+    RememberTlsServed,
     RemoveAuth,
     RemoveAuthSetup,
     RemoveBackendCa,
@@ -243,6 +244,8 @@ class EffectApplier:
                 memory.remember_exporters(digest)
             case RememberProcesses(reason):
                 memory.remember_processes(reason)
+            case RememberTlsServed(served):
+                memory.remember_tls_served(served)
             case ForgetClient(relation_id, drop_role):
                 memory.forget_client(relation_id, drop_role)
             case GiveUpRoleDrops(users):

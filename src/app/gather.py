@@ -204,7 +204,7 @@ def gather(adapters: Adapters, event: HookEvent) -> HookView:
         peer_hostnames=tuple(sorted(hostname for hostname in others if hostname)),
         charm=charm,
         processes=adapters.processes,
-        tls=_tls_view(adapters, event, files, app.cfg_file),
+        tls=_tls_view(adapters, event, files, app.cfg_file, memory, remembered is not None),
         pgbouncer_version=_pgbouncer_version(adapters.workload, own, event),
         peer_versions=tuple(
             sorted(
@@ -377,7 +377,12 @@ def _files(workload: WorkloadPort) -> WorkloadFiles | None:
 
 
 def _tls_view(
-    adapters: Adapters, event: HookEvent, files: WorkloadFiles | None, published: str | None
+    adapters: Adapters,
+    event: HookEvent,
+    files: WorkloadFiles | None,
+    published: str | None,
+    memory: Memory,
+    quiet: bool,
 ) -> TlsView:
     """What this hook needs to know of TLS, reading only what may have changed (domain.tls):
     what the copies serve (one pull, only where the config names TLS files); this unit's
@@ -388,15 +393,17 @@ def _tls_view(
     relation = model.get_relation(CERTIFICATES_RELATION) is not None
     require = bool(adapters.config.get("client_tls_required", False))
     if files is None:
-        return TlsView(relation=relation, require=require)
+        return TlsView(relation=relation, require=require, served_remembered=memory.tls_served)
     workload = adapters.workload
     cfg = files.cfg or ""
     try:
-        served = (
-            workload.read_served_tls()
-            if any(name in cfg for name in _TLS_SETTING_NAMES)
-            else TlsInPlace()
-        )
+        # A quiet follower (its files as remembered) trusts what it remembers of its copies.
+        if quiet:
+            served = memory.tls_served
+        elif any(name in cfg for name in _TLS_SETTING_NAMES):
+            served = workload.read_served_tls()
+        else:
+            served = TlsInPlace()
         tls_hook = needs_library() or event.kind in (
             EventKind.CERTIFICATES_CHANGED,
             EventKind.CERTIFICATES_BROKEN,
@@ -430,9 +437,15 @@ def _tls_view(
             ca = own.ca if own is not None else None
     except WorkloadUnavailable as err:
         logger.warning("TLS files not readable: %s", err)
-        return TlsView(relation=relation, require=require)
+        return TlsView(relation=relation, require=require, served_remembered=memory.tls_served)
     return TlsView(
-        relation=relation, require=require, served=served, client=client, backend=backend, ca=ca
+        relation=relation,
+        require=require,
+        served=served,
+        served_remembered=memory.tls_served,
+        client=client,
+        backend=backend,
+        ca=ca,
     )
 
 

@@ -344,6 +344,14 @@ class RememberApplied(_Effect):
     applied: Acknowledgement
 
 
+@value_class
+class RememberTlsServed(_Effect):
+    """Keep in this unit's memory which TLS files its per-process copies now name, so a quiet
+    follower's hook need not read a copy back to know."""
+
+    served: TlsInPlace
+
+
 # --- client applications ----------------------------------------------------------------------
 
 
@@ -498,6 +506,7 @@ Effect = (
     | Acknowledge
     | RequestAcknowledgements
     | RememberApplied
+    | RememberTlsServed
     | HandCredentials
     | AnswerClient
     | RevokeCredentials
@@ -544,6 +553,7 @@ RANK: dict[type, float] = {
     StoreStatsPassword: 8,
     Acknowledge: 9,
     RememberApplied: 9,
+    RememberTlsServed: 9,
     HandCredentials: 10,
     RevokeCredentials: 10,
     AnswerClient: 11,

@@ -34,6 +34,7 @@ from domain.observability import MetricsView
 from domain.peer_data import Acknowledgement, UnitPeerData
 from domain.peer_sync import PeerView
 from domain.processes import ProcessState
+from domain.tls import TlsInPlace
 from domain.values import value_class
 
 
@@ -167,6 +168,8 @@ class Memory:
     applied: Acknowledgement | None = None
     # What the last hook that read the processes reported of them ("": all served).
     processes_reason: str = ""
+    # Which TLS files the per-process copies name, as last written or read (RememberTlsServed).
+    tls_served: TlsInPlace = TlsInPlace()
 
     def client(self, relation_id: int) -> ServedClient | None:
         return dict(self.served).get(relation_id)

@@ -59,6 +59,7 @@ from domain.effects import (
     PublishLeaderHostname,
     Reload,
     RememberApplied,
+    RememberTlsServed,
     RemoveAuth,
     RemoveBackendCa,
     RemoveClientTls,
@@ -555,6 +556,10 @@ class Plan:
             if serving(asked, tls.in_place) != served or rotation_needs_reload(asked, tls):
                 kind = _stronger(kind, ChangeKind.RELOAD)
         effects += [Report(reason) for reason in tls_reasons(self.view.tls, asked, tls.in_place)]
+        copies_written = any(isinstance(effect, WriteCfg) for effect in effects)
+        served_after = serving(asked, tls.in_place) if copies_written else served
+        if served_after != self.view.tls.served_remembered:
+            effects.append(RememberTlsServed(served_after))
         if wanted.auth != current.auth:
             effects.append(WriteAuth(wanted.auth) if wanted.auth is not None else RemoveAuth())
             kind = _stronger(kind, ChangeKind.RELOAD)

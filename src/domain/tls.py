@@ -317,6 +317,9 @@ class TlsView(_Value):
     relation: bool = False
     require: bool = False
     served: TlsInPlace = TlsInPlace()
+    # What the unit's memory says its copies serve (what the last hook that wrote or read
+    # them left); ``served`` is this when the hook did not read a copy back.
+    served_remembered: TlsInPlace = TlsInPlace()
     client: ClientTlsState | None = None
     backend: BackendCaState | None = None
     # Leader: the CA its own certificate chains to (from its container), told to clients.

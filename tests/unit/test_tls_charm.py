@@ -20,8 +20,10 @@ from ops import testing
 
 from adapters.juju.secret_store import SECRET_ID_KEY, SECRET_LABEL
 from adapters.pebble.layer import WORKLOAD_USER
+from domain.peer_data import no_acknowledgement_wanted
 from domain.pgb_config import parse_pgb_ini
 from domain.tls import NO_CERTIFICATE
+from localenv.pebble_calls import counting_pebble_calls as pebble_calls
 from localenv.tls_provider import CertificateAuthority
 from tests.unit.charm_harness import MODEL, PROCESSES, container, context, read_file, write_files
 from tests.unit.peer_fixtures import AUTH_A, CFG_A, HOST0, HOST1
@@ -449,3 +451,31 @@ def test_a_new_backend_ca_is_written_and_applied_by_a_reload(folder, signals):
     assert "server_tls_sslmode = verify-ca" in copy_of(folder)
     assert [call.args[1] for call in signals.call_args_list] == ["SIGHUP"]
     assert out.unit_status.name == "active"
+
+
+def test_a_quiet_follower_serving_tls_asks_pebble_nothing(folder, ca):
+    """Once its copies serve its certificate, the unit remembers so: a later peer hook with
+    nothing new reads no copy back (the hook-economy rule holds with TLS on)."""
+    state, csr, _key = requested(folder)
+    state = answered(state, ca, csr)
+    ctx = context()
+    state = ctx.run(ctx.on.relation_changed(state.get_relation(CERTS_ID)), state)
+    assert parse_pgb_ini(copy_of(folder)).setting("client_tls_sslmode") == "prefer"
+    peer = next(r for r in state.relations if r.endpoint == "pgb-peers")
+    # No client waits; the unit learned its schema and pgbouncer version in earlier hooks.
+    peer = dataclasses.replace(
+        peer,
+        local_app_data={**peer.local_app_data, "ack_wanted": no_acknowledgement_wanted(CFG_TLS)},
+        local_unit_data={"hostname": HOST0, "schema_version": "2", "pgbouncer_version": "1.18.0"},
+    )
+    state = dataclasses.replace(
+        state, relations=frozenset([*(r for r in state.relations if r.id != peer.id), peer])
+    )
+
+    ctx = context()
+    with pebble_calls() as calls:
+        out = ctx.run(ctx.on.relation_changed(peer, remote_unit=1), state)
+
+    assert calls == {}
+    assert out.unit_status.name == "active"
+    assert parse_pgb_ini(copy_of(folder)).setting("client_tls_sslmode") == "prefer"

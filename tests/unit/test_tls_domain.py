@@ -1,10 +1,12 @@
 """domain.tls and its place in PeerSyncService: literal inputs, exact results, table-driven."""
 
+import attrs
 import pytest
 
 from domain.effects import (
     Reload,
     RememberApplied,
+    RememberTlsServed,
     RemoveBackendCa,
     RemoveClientTls,
     Report,
@@ -228,7 +230,8 @@ def follower_view(
         own=UnitPeerData(hostname=HOST0),
         workload=WorkloadFiles(cfg=cfg_on_disk, auth=AUTH_A),
         peer_hostnames=(HOST1,),
-        tls=tls,
+        # It remembers what its copies serve as they are.
+        tls=attrs.evolve(tls, served_remembered=tls.served),
         applied=applied,
     )
 
@@ -254,7 +257,7 @@ def waiting(message: str) -> Report:
         # The certificate arrives later: files first, then the copies, then one reload.
         (
             follower_view(CFG_TLS, CFG_TLS, TlsView(relation=True, client=ClientTlsState(FILES))),
-            [WriteClientTls(FILES), WriteCfg(CFG_TLS, IN), Reload()],
+            [WriteClientTls(FILES), WriteCfg(CFG_TLS, IN), Reload(), RememberTlsServed(IN)],
         ),
         # Both in one hook.
         (
@@ -263,6 +266,7 @@ def waiting(message: str) -> Report:
                 WriteClientTls(FILES),
                 WriteCfg(CFG_TLS, IN),
                 Reload(),
+                RememberTlsServed(IN),
                 RememberApplied(Acknowledgement.of(CFG_TLS, AUTH_A, True)),
             ],
         ),
@@ -296,7 +300,7 @@ def waiting(message: str) -> Report:
             follower_view(
                 CFG_TLS, CFG_TLS, TlsView(served=IN, client=ClientTlsState(None, FILES))
             ),
-            [WriteCfg(CFG_TLS, NONE), RemoveClientTls(), Reload()],
+            [WriteCfg(CFG_TLS, NONE), RemoveClientTls(), Reload(), RememberTlsServed(NONE)],
         ),
         # The backend publishes a CA: written, and the verify-ca config run with it.
         (
@@ -305,6 +309,7 @@ def waiting(message: str) -> Report:
                 WriteBackendCa(CA),
                 WriteCfg(CFG_VERIFY, TlsInPlace(backend_ca=True)),
                 Reload(),
+                RememberTlsServed(TlsInPlace(backend_ca=True)),
                 RememberApplied(Acknowledgement.of(CFG_VERIFY, AUTH_A, True)),
             ],
         ),
@@ -329,6 +334,7 @@ def waiting(message: str) -> Report:
                 WriteCfg(CFG_PREFER, NONE),
                 RemoveBackendCa(),
                 Reload(),
+                RememberTlsServed(NONE),
                 RememberApplied(Acknowledgement.of(CFG_PREFER, AUTH_A, True)),
             ],
         ),

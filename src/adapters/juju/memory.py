@@ -12,6 +12,7 @@ from typing import Any
 from domain.errors import InvalidPeerData
 from domain.hook_view import Memory, RefusedClient, ServedClient
 from domain.peer_data import Acknowledgement
+from domain.tls import TlsInPlace
 
 
 class UnitMemory:
@@ -28,6 +29,7 @@ class UnitMemory:
             applied_cfg="",
             applied_auth="",
             processes_reason="",
+            tls_served="",
         )
 
     def read(self) -> Memory:
@@ -57,6 +59,7 @@ class UnitMemory:
             refused=refused,
             applied=self.applied(),
             processes_reason=str(self._stored.processes_reason),
+            tls_served=_tls_served(str(self._stored.tls_served)),
         )
 
     def exporters_digest(self) -> str:
@@ -81,6 +84,13 @@ class UnitMemory:
 
     def remember_processes(self, reason: str) -> None:
         self._stored.processes_reason = reason
+
+    def remember_tls_served(self, served: TlsInPlace) -> None:
+        self._stored.tls_served = ",".join(
+            name
+            for name, on in (("client", served.client), ("backend_ca", served.backend_ca))
+            if on
+        )
 
     def remember_backend(self, digest: str) -> None:
         self._stored.backend_digest = digest
@@ -110,3 +120,10 @@ class UnitMemory:
 
     def give_up_role_drops(self) -> None:
         self._stored.roles_to_drop = []
+
+
+def _tls_served(text: str) -> TlsInPlace:
+    """``remember_tls_served``'s text back ("": nothing served, also what an older revision
+    left: upgrade-charm reads the copies again)."""
+    names = set(text.split(","))
+    return TlsInPlace(client="client" in names, backend_ca="backend_ca" in names)
