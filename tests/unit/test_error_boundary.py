@@ -95,3 +95,16 @@ def test_bad_values_raise_the_domains_own_errors(build, error):
     with pytest.raises(error) as caught:
         build()
     assert isinstance(caught.value, InvalidInput)
+
+
+def test_adapters_shorten_errors_with_the_one_first_line_helper():
+    # A status or log line made from an error is its first line, cut the same way everywhere
+    # (adapters/errors.py); a hand-made copy drifts (strip or not, the empty message).
+    copies = [
+        f"{path.relative_to(SRC)}:{number}"
+        for path in sorted(SRC.rglob("*.py"))
+        if path != SRC / "adapters" / "errors.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "splitlines()[0]" in line and "err" in line
+    ]
+    assert copies == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ops
 
+from adapters.errors import first_line
 from adapters.juju.backend import backend_relation
 
 TLS_SECRET_KEY = "secret-tls"
@@ -54,8 +55,9 @@ def read_backend_ca(model: ops.Model) -> str | None:
         except ops.SecretNotFoundError:
             raise BackendCaUnavailable("the backend's TLS secret is not readable") from None
         except ops.ModelError as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise BackendCaUnavailable(f"cannot read the backend's TLS secret: {first}") from None
+            raise BackendCaUnavailable(
+                f"cannot read the backend's TLS secret: {first_line(err)}"
+            ) from None
         tls, ca = content.get(TLS_KEY), content.get(TLS_CA_KEY)
     else:
         tls, ca = remote.get(TLS_KEY), remote.get(TLS_CA_KEY)

@@ -15,6 +15,7 @@ import json
 
 import ops
 
+from adapters.errors import first_line
 from adapters.juju.clients import ClientDatabag, ClientSecretUnavailable
 
 TLS_SECRET_KEY = "secret-tls"
@@ -61,5 +62,6 @@ def put_client_tls(
         if databag.get(TLS_SECRET_KEY) is None:
             databag.update({TLS_SECRET_KEY: secret.id or secret.get_info().id})
     except ops.ModelError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ClientSecretUnavailable(f"cannot write the client's TLS secret: {first}") from None
+        raise ClientSecretUnavailable(
+            f"cannot write the client's TLS secret: {first_line(err)}"
+        ) from None

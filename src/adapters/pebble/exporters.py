@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 import ops
 from ops import pebble
 
+from adapters.errors import first_line
 from adapters.pebble.layer import SERVICE_PREFIX, WORKLOAD_USER
 from domain.observability import (
     EXPORTER_SERVICE_PREFIX,
@@ -126,8 +127,7 @@ class PebbleExporters:
 
 
 def _unavailable(action: str, err: Exception) -> WorkloadUnavailable:
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return WorkloadUnavailable(f"cannot {action}: {text}")
+    return WorkloadUnavailable(f"cannot {action}: {first_line(err)}")
 
 
 def _settings(service: Mapping[str, object]) -> dict[str, object]:

@@ -38,6 +38,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from adapters.errors import first_line
 from adapters.postgres.errors import BackendUnavailable
 from domain.backend import AUTH_FUNCTION, AUTH_SCHEMA
 
@@ -252,11 +253,8 @@ def _secrets_of(conninfo: str, extra: Sequence[str]) -> list[str]:
 def _describe(err: psycopg.Error) -> str:
     diag = err.diag
     primary = diag.message_primary if err.sqlstate else None
-    if primary:
-        text = f"{primary} (SQLSTATE {err.sqlstate})"
-    else:
-        # Connection failures carry libpq's text, which never quotes a statement.
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    # Connection failures carry libpq's text, which never quotes a statement.
+    text = f"{primary} (SQLSTATE {err.sqlstate})" if primary else first_line(err)
     return " ".join(text.split())
 
 
