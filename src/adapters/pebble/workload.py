@@ -390,11 +390,7 @@ class PebbleWorkload:
                 # Real Pebble has signalled every running service, and fails for the others
                 # with code 500 whatever the cause: ask which run, start the others.
                 logger.info("SIGHUP not delivered everywhere: %s", first_line(err))
-            running = self._running(names)
-            stopped = [name for name in names if name not in running]
-            if stopped:
-                logger.info("starting stopped pgbouncer services: %s", ", ".join(stopped))
-                self._container.start(*stopped)
+            self._start_the_stopped(names)
         except pebble.ChangeError as err:
             raise start_failure("reload pgbouncer", err) from None
         except _PEBBLE_ERRORS as err:
@@ -404,16 +400,18 @@ class PebbleWorkload:
         """Start the processes that are not running (the plan put back first if lost)."""
         try:
             self._ensure_plan()
-            names = [service_name(i) for i in range(self._processes)]
-            running = self._running(names)
-            stopped = [name for name in names if name not in running]
-            if stopped:
-                logger.info("starting stopped pgbouncer services: %s", ", ".join(stopped))
-                self._container.start(*stopped)
+            self._start_the_stopped([service_name(i) for i in range(self._processes)])
         except pebble.ChangeError as err:
             raise start_failure("start pgbouncer", err) from None
         except _PEBBLE_ERRORS as err:
             raise _unavailable("start pgbouncer", err) from None
+
+    def _start_the_stopped(self, names: list[str]) -> None:
+        running = self._running(names)
+        stopped = [name for name in names if name not in running]
+        if stopped:
+            logger.info("starting stopped pgbouncer services: %s", ", ".join(stopped))
+            self._container.start(*stopped)
 
     def restart(self) -> None:
         """Stop and start every process (for settings pgbouncer cannot change online)."""
