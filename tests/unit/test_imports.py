@@ -75,7 +75,7 @@ def test_no_lower_layer_imports_the_app_layer(package: str):
 
 
 def test_importing_the_charm_does_not_load_the_tls_library():
-    """The TLS library brings cryptography and pydantic (bench/tls_import_cost.py): only the
+    """The TLS library brings cryptography and pydantic (bench/library_imports.py): only the
     hooks that need it load it (app.charm)."""
     heavy = ("charmlibs", "cryptography", "pydantic")
     code = f"import sys, charm; print(sorted(m for m in sys.modules if m.startswith({heavy})))"

@@ -8,7 +8,7 @@ no other unit can read; the charm takes it from there only to write it into its 
 a log line: ``ClientTlsFiles`` hides it from its repr.
 
 The library brings ``cryptography`` and ``pydantic``, which together cost a hook about as much
-to import as ops itself (``bench/tls_import_cost.py``). So this module is imported only by the
+to import as ops itself (``bench/library_imports.py``). So this module is imported only by the
 hooks that need it (``app.charm``: the certificates events and the library's own secret
 events, where the library must observe them; a restarted container, and a unit not yet serving
 what its relation promises, where the charm only reads through it).

@@ -10,7 +10,7 @@
 
 The libraries are imported only by a unit that has the matching relation (or in that
 relation's own hooks): they and ``cosl`` cost about as much to import as ops itself
-(``bench/cos_imports.py``), and a unit not related to COS should not pay it on every hook.
+(``bench/library_imports.py``), and a unit not related to COS should not pay it on every hook.
 The exporters themselves are planned with everything else in each hook
 (``domain.metrics_service``): they run while a Prometheus is related, and stop when the last
 one leaves.

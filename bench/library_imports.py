@@ -1,18 +1,18 @@
-"""Benchmark: what the TLS library costs a hook to import, and that most hooks do not pay it.
+"""Benchmark: what the optional libraries cost a hook to import, next to ``import ops``.
 
-A hook is a fresh Python process, so what the charm imports is paid on every hook. Three
-processes are measured, with bytecode cached (each is run once before measuring):
-
-- ``import ops``: the floor every hook pays;
-- ``import charm``: what every hook of this charm pays (the TLS library is not loaded);
-- ``import charm`` plus ``adapters.juju.certificates``: what a hook that needs the library pays
-  (certificates events, a restarted container, a unit not yet serving its certificate).
+A hook is a fresh Python process, so what the charm imports is paid on every hook. The charm
+imports the TLS library (``adapters.juju.certificates``: cryptography, pydantic) only in the
+hooks that need it (certificates events, a restarted container, a unit not yet serving its
+certificate), and the COS libraries (prometheus_scrape, grafana_dashboard, loki_push_api and
+cosl) only in hooks of a unit with the matching relation; a unit without those relations
+pays neither. Measured, with bytecode cached (each is run once before measuring): ``import
+ops`` (the floor), ``import charm`` (every hook), and the charm plus each library.
 
 Two figures for each: the instructions the process executes (valgrind's callgrind, the
 machine's load does not change it; skipped when valgrind is missing) and the median wall time
 over ``RUNS`` runs. Ratios are against ``import ops``.
 
-Usage: ``.venv/bin/python bench/tls_import_cost.py``
+Usage: ``.venv/bin/python bench/library_imports.py``
 """
 
 import os
@@ -31,6 +31,13 @@ CASES = {
     "import ops": "import ops",
     "import charm": "import charm",
     "import charm + TLS library": "import charm, adapters.juju.certificates",
+    "import charm + prometheus_scrape": "import charm, charms.prometheus_k8s.v0.prometheus_scrape",
+    "import charm + grafana_dashboard": "import charm, charms.grafana_k8s.v0.grafana_dashboard",
+    "import charm + loki_push_api": "import charm, charms.loki_k8s.v1.loki_push_api",
+    "import charm + all three COS": (
+        "import charm, charms.prometheus_k8s.v0.prometheus_scrape, "
+        "charms.grafana_k8s.v0.grafana_dashboard, charms.loki_k8s.v1.loki_push_api"
+    ),
 }
 
 
@@ -75,13 +82,13 @@ def measure() -> list[tuple[str, int | None, float]]:
 def main() -> None:
     rows = measure()
     base_instr, base_ms = rows[0][1], rows[0][2]
-    print(f"{'process':32} {'instructions':>14} {'ratio':>6} {'wall ms':>9} {'ratio':>6}")
+    print(f"{'process':36} {'instructions':>14} {'ratio':>6} {'wall ms':>9} {'ratio':>6}")
     for name, instr, ms in rows:
         if instr is not None and base_instr:
             instr_text, instr_ratio = f"{instr:,}", f"{instr / base_instr:.2f}"
         else:
             instr_text, instr_ratio = "n/a", "n/a"
-        print(f"{name:32} {instr_text:>14} {instr_ratio:>6} {ms:9.1f} {ms / base_ms:6.2f}")
+        print(f"{name:36} {instr_text:>14} {instr_ratio:>6} {ms:9.1f} {ms / base_ms:6.2f}")
 
 
 if __name__ == "__main__":
